@@ -1,0 +1,141 @@
+"""Validation of everything a user hands an implementation, written once.
+
+Each function takes the user's value, raises ``ValueError`` naming the argument and what was
+expected, and returns a clean array (C-contiguous, the network's dtype) that an implementation can
+trust. :class:`bpbench.interface.Implementation` calls these before any implementation code runs,
+so an implementation cannot forget them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+
+def _as_real_array(value, name):
+    """value as an ndarray of a real (integer or float, not bool/complex) dtype, or ValueError."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, unconvertible objects
+        raise ValueError(f"{name} must be a numeric array, could not convert it: {exc}") from None
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (ValueError, TypeError):
+            raise ValueError(f"{name} must be a numeric array, got non-numeric values") from None
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _require_finite(arr, name):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr.ravel()))
+        raise ValueError(f"{name} must be finite, found {len(bad)} non-finite value(s) "
+                         f"(first at flat index {bad[0]})")
+
+
+def check_inputs(net, X, name="X"):
+    """X as a C-contiguous (B, sizes[0]) array of net.dtype, B >= 1, all finite."""
+    arr = _as_real_array(X, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (batch, {net.sizes[0]}), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch: need at least one row")
+    if arr.shape[1] != net.sizes[0]:
+        raise ValueError(f"{name} must have {net.sizes[0]} columns (the input width sizes[0]), "
+                         f"got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=net.dtype)
+    # after the cast: a float64 value beyond float32's range becomes inf here and is caught
+    _require_finite(arr, name)
+    return arr
+
+
+def check_targets(net, y, batch_size, name="y"):
+    """y as the loss needs it, for a batch of ``batch_size`` rows.
+
+    cross_entropy: (B,) int64 class indices in [0, K). mse: (B, K) of net.dtype, finite
+    (a (B,) vector is accepted when K == 1).
+    """
+    K = net.sizes[-1]
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be an array, could not convert it: {exc}") from None
+    if net.loss == "cross_entropy":
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{name} must hold integer class indices for cross_entropy, "
+                             f"got dtype {arr.dtype}")
+        if arr.shape != (batch_size,):
+            raise ValueError(f"{name} must have shape ({batch_size},) (one class index per row "
+                             f"of X), got {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() >= K):
+            raise ValueError(f"{name} holds class indices outside [0, {K}): "
+                             f"min {arr.min()}, max {arr.max()}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+    arr = _as_real_array(arr, name)
+    if arr.ndim == 1 and K == 1 and arr.shape[0] == batch_size:
+        arr = arr.reshape(batch_size, 1)
+    if arr.shape != (batch_size, K):
+        raise ValueError(f"{name} must have shape ({batch_size}, {K}) (targets for every output "
+                         f"unit of every row of X), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=net.dtype)
+    _require_finite(arr, name)
+    return arr
+
+
+def check_batch(net, X, y):
+    """(X, y) checked against each other and the network."""
+    X = check_inputs(net, X, "X")
+    return X, check_targets(net, y, X.shape[0], "y")
+
+
+def check_params(net, params, name="params"):
+    """A fresh list of (W, b) copies of net.dtype, C-contiguous, with the net's shapes."""
+    if isinstance(params, np.ndarray) or not hasattr(params, "__len__"):
+        raise ValueError(f"{name} must be a list of (W, b) pairs, one per layer, "
+                         f"got {type(params).__name__}")
+    if len(params) != net.n_layers:
+        raise ValueError(f"{name} must have {net.n_layers} (W, b) pairs for sizes {net.sizes}, "
+                         f"got {len(params)}")
+    clean = []
+    for layer, ((w_shape, b_shape), pair) in enumerate(zip(net.shapes(), params)):
+        try:
+            W, b = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}[{layer}] must be a (W, b) pair") from None
+        W = _as_real_array(W, f"{name}[{layer}] W")
+        b = _as_real_array(b, f"{name}[{layer}] b")
+        if W.shape != w_shape:
+            raise ValueError(f"{name}[{layer}] W must have shape {w_shape}, got {W.shape}")
+        if b.shape != b_shape:
+            raise ValueError(f"{name}[{layer}] b must have shape {b_shape}, got {b.shape}")
+        # np.array(copy=True): the instance owns its copy; the caller's arrays are never touched
+        W = np.array(W, dtype=net.dtype, order="C", copy=True)
+        b = np.array(b, dtype=net.dtype, order="C", copy=True)
+        _require_finite(W, f"{name}[{layer}] W")
+        _require_finite(b, f"{name}[{layer}] b")
+        clean.append((W, b))
+    return clean
+
+
+def check_lr(lr, name="lr"):
+    """lr as a positive finite float."""
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        if isinstance(lr, np.ndarray) and lr.ndim == 0 and lr.dtype.kind in "iuf":
+            lr = lr.item()
+        else:
+            raise ValueError(f"{name} must be a positive real number, got {lr!r}")
+    lr = float(lr)
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"{name} must be positive and finite, got {lr!r}")
+    return lr
+
+
+def check_positive_int(value, name):
+    """value as a positive int (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)

@@ -1,0 +1,114 @@
+"""Name -> implementation class, with availability and the reason when unavailable.
+
+Built-in implementations are lazy import targets (``"module:Class"``), so ``import bpbench``
+imports neither Numba nor CUDA. Outside packages register through the entry-point group
+``bpbench.impls``: ``myimpl = "mypackage.module:MyImplementation"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+
+from .interface import Implementation
+
+#: built-in name -> (import target, the pip package that provides what it imports)
+BUILTINS = {
+    "naive": ("impls.naive:NaiveImplementation", None),
+    "numpy": ("impls.numpy_vec:NumpyImplementation", None),
+    "numba": ("impls.numba_serial:NumbaImplementation", "numba"),
+    "numba_parallel": ("impls.numba_parallel:NumbaParallelImplementation", "numba"),
+    "cuda": ("impls.numba_cuda:CudaImplementation", "numba-cuda"),
+}
+
+ENTRY_POINT_GROUP = "bpbench.impls"
+
+
+class UnavailableError(RuntimeError):
+    """A known implementation that cannot run here; the message says why and what would fix it."""
+
+
+class UnknownImplementationError(KeyError):
+    """A name no implementation is registered under; the message lists the known names."""
+
+    def __str__(self):  # KeyError's str() is the repr of its argument; show the sentence
+        return str(self.args[0]) if self.args else ""
+
+
+def _targets():
+    """name -> (target, pip package) for built-ins and entry points (built-ins win on a clash)."""
+    targets = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        targets[ep.name] = (ep.value, ep.dist.name if ep.dist else None)
+    targets.update(BUILTINS)
+    return targets
+
+
+def _load(name, target, package):
+    """(class, None) or (None, reason)."""
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"; install it with `pip install {package}`" if package else ""
+        return None, f"cannot import {module_name} ({exc}){hint}"
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Implementation)):
+        return None, f"{target} is not a bpbench.Implementation subclass"
+    return cls, None
+
+
+_cache = {}
+
+
+def _resolve(name):
+    """(class or None, reason or None) for a known name; cached per process."""
+    if name not in _cache:
+        target, package = _targets()[name]
+        cls, reason = _load(name, target, package)
+        if cls is not None:
+            try:
+                reason = cls.availability()
+            except Exception as exc:  # an availability probe must never break listing
+                reason = f"availability check failed: {type(exc).__name__}: {exc}"
+        _cache[name] = (cls, reason)
+    return _cache[name]
+
+
+def names():
+    """Every known implementation name, built-ins first in registry order."""
+    targets = _targets()
+    return list(BUILTINS) + sorted(n for n in targets if n not in BUILTINS)
+
+
+def implementations():
+    """Every known name -> {"available": bool, "reason": str or None, "description": str}."""
+    table = {}
+    for name in names():
+        cls, reason = _resolve(name)
+        table[name] = {
+            "available": cls is not None and reason is None,
+            "reason": reason,
+            "description": getattr(cls, "description", "") if cls is not None else "",
+        }
+    return table
+
+
+def available():
+    """Names of the implementations usable here, in registry order."""
+    return [n for n, info in implementations().items() if info["available"]]
+
+
+def get(name):
+    """The implementation class registered as ``name``.
+
+    Raises UnknownImplementationError (a KeyError) for an unknown name, listing the known ones,
+    and UnavailableError when it is known but unusable here, saying why.
+    """
+    if not isinstance(name, str) or name not in _targets():
+        raise UnknownImplementationError(
+            f"unknown implementation {name!r}; known: {', '.join(names())}")
+    cls, reason = _resolve(name)
+    if cls is None or reason is not None:
+        raise UnavailableError(f"implementation {name!r} is unavailable here: {reason}")
+    return cls
