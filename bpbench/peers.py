@@ -54,14 +54,14 @@ class TorchPeer:
         acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
         layers = []
         for layer, (W, b) in enumerate(params):
-            lin = nn.Linear(W.shape[0], W.shape[1])
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))  # torch keeps (out, in)
-                lin.bias.copy_(torch.from_numpy(np.asarray(b)))
+            lin = nn.Linear(W.shape[0], W.shape[1], device=self.device, dtype=self.dtype)
+            with torch.no_grad():  # torch keeps W as (out, in)
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T, net.dtype)))
+                lin.bias.copy_(torch.from_numpy(np.asarray(b, net.dtype)))
             layers.append(lin)
             if layer < net.n_layers - 1:
                 layers.append(acts[net.activations[layer]]())
-        self.module = nn.Sequential(*layers).to(device=self.device, dtype=self.dtype)
+        self.module = nn.Sequential(*layers)
         self.loss_fn = nn.MSELoss() if net.loss == "mse" else nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.module.parameters(), lr=0.01)
 
