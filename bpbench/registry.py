@@ -50,8 +50,11 @@ def _load(name, target, package):
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = f"; install it with `pip install {package}`" if package else ""
-        return None, f"cannot import {module_name} ({exc}){hint}"
+        missing = getattr(exc, "name", None) or ""
+        if package and not module_name.startswith(missing):
+            # a dependency is missing (numba, numba-cuda), not the implementation's own module
+            return None, f"{missing or 'a dependency'} is not installed: pip install {package}"
+        return None, f"cannot import {module_name}: {exc}"
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Implementation)):
         return None, f"{target} is not a bpbench.Implementation subclass"

@@ -1,0 +1,89 @@
+"""The command line: exit codes, one-line errors, and the commands' output."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bpbench import cli, registry
+from impls.numpy_vec import NumpyImplementation
+
+
+def run_cli(*args):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "bpbench", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_list_names_every_implementation_with_reason_when_unavailable():
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    for name in ("naive", "numpy", "numba", "numba_parallel", "cuda"):
+        assert name in result.stdout
+    for line in result.stdout.splitlines():
+        assert " yes " in line or " no " in line
+
+
+def test_errors_are_one_line_without_traceback():
+    result = run_cli("validate", "--impls", "no_such_impl")
+    assert result.returncode == cli.EXIT_ERROR
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bpbench: error:")
+    assert "no_such_impl" in lines[0]
+
+
+def test_train_bad_argument_is_a_clear_one_line_error():
+    result = run_cli("train", "--impl", "numpy", "--lr", "-1", "--samples", "50", "-q")
+    assert result.returncode == cli.EXIT_ERROR
+    assert "Traceback" not in result.stderr
+    assert "lr" in result.stderr.strip().splitlines()[-1]
+
+
+def test_train_prints_losses_and_reaches_good_accuracy():
+    result = run_cli("train", "--impl", "numpy", "--dataset", "spirals", "--samples", "400",
+                     "--epochs", "400", "--target-loss", "0.05", "--lr", "0.3", "-q", "-v")
+    assert result.returncode == 0, result.stderr
+    assert "epoch    1  loss" in result.stderr
+    accuracy = float(result.stdout.split("training accuracy ")[1].split("%")[0])
+    assert accuracy > 95.0, result.stdout
+
+
+def test_validate_passes_for_numpy_and_fails_for_a_broken_implementation(monkeypatch, capsys):
+    assert cli.main(["validate", "--impls", "numpy", "--dtypes", "float64"]) == 0
+    out = capsys.readouterr().out
+    assert "finite differences" in out and "numpy" in out
+
+    class WrongSigmoid(NumpyImplementation):
+        """sigmoid' taken as s instead of s (1 - s): a bug the validator must catch."""
+        name = "wrong_sigmoid"
+        description = "numpy with a wrong sigmoid derivative"
+
+        def _backward(self, X, y, buf, lr=None):
+            import impls.numpy_vec as mod
+            original = mod._times_derivative
+
+            def wrong(name, delta, a):
+                if name == "sigmoid":
+                    delta *= a
+                else:
+                    original(name, delta, a)
+            mod._times_derivative = wrong
+            try:
+                return super()._backward(X, y, buf, lr)
+            finally:
+                mod._times_derivative = original
+
+    monkeypatch.setitem(registry.BUILTINS, "wrong_sigmoid", ("tests.test_cli:_unused", None))
+    monkeypatch.setattr(registry, "_cache", {"wrong_sigmoid": (WrongSigmoid, None)})
+    assert cli.main(["validate", "--impls", "wrong_sigmoid", "--dtypes", "float64"]) == cli.EXIT_DISAGREE
+    out = capsys.readouterr().out
+    assert "disagree" in out and "wrong_sigmoid" in out
+
+
+def test_python_dash_m_and_console_script_share_the_parser():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("bpbench ")
