@@ -47,7 +47,8 @@ def check_inputs(net, X, name="X"):
     if arr.shape[1] != net.sizes[0]:
         raise ValueError(f"{name} must have {net.sizes[0]} columns (the input width sizes[0]), "
                          f"got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=net.dtype)
+    with np.errstate(over="ignore"):  # no stray RuntimeWarning: the ValueError below says it
+        arr = np.ascontiguousarray(arr, dtype=net.dtype)
     # after the cast: a float64 value beyond float32's range becomes inf here and is caught
     _require_finite(arr, name)
     return arr
@@ -81,7 +82,8 @@ def check_targets(net, y, batch_size, name="y"):
     if arr.shape != (batch_size, K):
         raise ValueError(f"{name} must have shape ({batch_size}, {K}) (targets for every output "
                          f"unit of every row of X), got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=net.dtype)
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, refused just below
+        arr = np.ascontiguousarray(arr, dtype=net.dtype)
     _require_finite(arr, name)
     return arr
 
@@ -113,8 +115,9 @@ def check_params(net, params, name="params"):
         if b.shape != b_shape:
             raise ValueError(f"{name}[{layer}] b must have shape {b_shape}, got {b.shape}")
         # np.array(copy=True): the instance owns its copy; the caller's arrays are never touched
-        W = np.array(W, dtype=net.dtype, order="C", copy=True)
-        b = np.array(b, dtype=net.dtype, order="C", copy=True)
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, refused just below
+            W = np.array(W, dtype=net.dtype, order="C", copy=True)
+            b = np.array(b, dtype=net.dtype, order="C", copy=True)
         _require_finite(W, f"{name}[{layer}] W")
         _require_finite(b, f"{name}[{layer}] b")
         clean.append((W, b))

@@ -69,7 +69,8 @@ class Network:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
 
         try:
-            dt = np.dtype(dtype)
+            # np.dtype(None) is float64: refuse None rather than guess
+            dt = None if dtype is None else np.dtype(dtype)
         except TypeError:
             dt = None
         if dt is None or dt.name not in DTYPES:

@@ -95,10 +95,12 @@ class NumpyImplementation(Implementation):
         # softmax cross-entropy via log-sum-exp: shift by the row max so exp never overflows
         m = out.max(axis=1, keepdims=True)
         np.subtract(out, m, out=delta)
+        # -log p[y] = log(sum exp(out - m)) - (out[y] - m): both terms small, so no float32
+        # cancellation of two numbers near m (adding m back loses digits at logits of 1e4)
+        shifted_y = delta[rows, y]      # a copy: fancy indexing
         np.exp(delta, out=delta)
         s = delta.sum(axis=1, keepdims=True)
-        log_z = np.log(s) + m  # (B, 1) log of the partition function
-        loss = float(np.mean(log_z[:, 0] - out[rows, y]))
+        loss = float(np.mean(np.log(s[:, 0]) - shifted_y))
         delta /= s                      # softmax probabilities
         delta[rows, y] -= 1             # minus the one-hot targets
         delta /= B                      # mean over the batch

@@ -1,0 +1,254 @@
+"""Every bad input the contract lists raises ValueError naming the argument, for every
+implementation; and nothing the caller hands in is ever modified."""
+
+import numpy as np
+import pytest
+
+import bpbench
+
+CE = bpbench.Network((3, 4, 2), activation="relu", loss="cross_entropy")
+MSE = bpbench.Network((3, 4, 2), activation="tanh", loss="mse")
+X_OK = np.arange(15, dtype=np.float64).reshape(5, 3) / 10
+Y_CE = np.array([0, 1, 1, 0, 1])
+Y_MSE = np.ones((5, 2))
+
+
+def _with(arr, index, value):
+    arr = np.array(arr, dtype=np.float64)
+    arr[index] = value
+    return arr
+
+
+BAD_X = [
+    ("1-D", X_OK[0], "X"),
+    ("3-D", X_OK[None], "X"),
+    ("wrong width", np.ones((5, 4)), "X"),
+    ("empty batch", np.ones((0, 3)), "X"),
+    ("strings", [["a", "b", "c"]] * 5, "X"),
+    ("ragged", [[1.0, 2.0, 3.0], [1.0]], "X"),
+    ("complex", np.ones((5, 3), complex), "X"),
+    ("bool", np.ones((5, 3), bool), "X"),
+    ("None", None, "X"),
+    ("nan", _with(X_OK, (2, 1), np.nan), "X"),
+    ("inf", _with(X_OK, (0, 0), np.inf), "X"),
+    ("beyond float32 range", _with(X_OK, (0, 0), 1e300), "X"),  # only bad for float32 nets
+]
+
+
+@pytest.mark.parametrize("label, X, name", BAD_X, ids=[c[0] for c in BAD_X])
+def test_bad_X_names_X(impl, label, X, name):
+    net = CE.with_dtype("float32")
+    model = impl(net, net.init(0))
+    for call in (lambda: model.loss_and_grads(X, Y_CE), lambda: model.step(X, Y_CE, 0.1),
+                 lambda: model.forward(X), lambda: model.prepare(X, Y_CE)):
+        with pytest.raises(ValueError, match=rf"\b{name}\b"):
+            call()
+
+
+BAD_Y_CE = [
+    ("float labels", np.array([0.0, 1, 1, 0, 1])),
+    ("negative label", np.array([0, -1, 1, 0, 1])),
+    ("label == K", np.array([0, 2, 1, 0, 1])),
+    ("too few", Y_CE[:4]),
+    ("2-D", Y_CE[:, None]),
+    ("strings", np.array(["0", "1", "1", "0", "1"])),
+    ("one-hot", np.eye(2)[Y_CE]),
+    ("bool", Y_CE.astype(bool)),
+]
+
+
+@pytest.mark.parametrize("label, y", BAD_Y_CE, ids=[c[0] for c in BAD_Y_CE])
+def test_bad_class_labels_name_y(impl, label, y):
+    model = impl(CE, CE.init(0))
+    for call in (lambda: model.loss_and_grads(X_OK, y), lambda: model.step(X_OK, y, 0.1)):
+        with pytest.raises(ValueError, match=r"\by\b"):
+            call()
+
+
+BAD_Y_MSE = [
+    ("wrong K", np.ones((5, 3))),
+    ("wrong B", np.ones((4, 2))),
+    ("1-D with K=2", np.ones(5)),
+    ("nan", _with(Y_MSE, (1, 1), np.nan)),
+    ("inf", _with(Y_MSE, (1, 1), -np.inf)),
+    ("strings", [["x", "y"]] * 5),
+]
+
+
+@pytest.mark.parametrize("label, y", BAD_Y_MSE, ids=[c[0] for c in BAD_Y_MSE])
+def test_bad_regression_targets_name_y(impl, label, y):
+    model = impl(MSE, MSE.init(0))
+    for call in (lambda: model.loss_and_grads(X_OK, y), lambda: model.step(X_OK, y, 0.1)):
+        with pytest.raises(ValueError, match=r"\by\b"):
+            call()
+
+
+def _params_variants():
+    good = CE.init(0)
+    (W0, b0), (W1, b1) = good
+    return [
+        ("too few pairs", good[:1], "params"),
+        ("too many pairs", good + good[:1], "params"),
+        ("not a list", W0, "params"),
+        ("None", None, "params"),
+        ("not pairs", [W0, W1], r"params\[0\]"),
+        ("W transposed", [(W0.T, b0), (W1, b1)], r"params\[0\] W"),
+        ("b wrong length", [(W0, b0), (W1, np.zeros(3))], r"params\[1\] b"),
+        ("b as a column", [(W0, b0[:, None]), (W1, b1)], r"params\[0\] b"),
+        ("nan in W", [(W0, b0), (_with(W1, (0, 0), np.nan), b1)], r"params\[1\] W"),
+        ("inf in b", [(W0, _with(b0, 2, np.inf)), (W1, b1)], r"params\[0\] b"),
+        ("strings", [(W0.astype(str), b0), (W1, b1)], r"params\[0\] W"),
+    ]
+
+
+@pytest.mark.parametrize("label", [v[0] for v in _params_variants()])
+def test_bad_params_name_params(impl, label):
+    params, name = {v[0]: v[1:] for v in _params_variants()}[label]
+    with pytest.raises(ValueError, match=name):
+        impl(CE, params)
+
+
+def test_params_of_another_network_are_refused(impl):
+    other = bpbench.Network((3, 5, 2))
+    with pytest.raises(ValueError, match="params"):
+        impl(CE, other.init(0))
+
+
+def test_net_must_be_a_network(impl):
+    with pytest.raises(ValueError, match="net"):
+        impl((3, 4, 2), CE.init(0))
+
+
+@pytest.mark.parametrize("lr", [0, -0.1, float("nan"), float("inf"), True, False, "0.1", None,
+                                [0.1], np.array([0.1])])
+def test_bad_lr_names_lr(impl, lr):
+    model = impl(CE, CE.init(0))
+    with pytest.raises(ValueError, match=r"\blr\b"):
+        model.step(X_OK, Y_CE, lr)
+    batch = model.prepare(X_OK, Y_CE)
+    with pytest.raises(ValueError, match=r"\blr\b"):
+        model.run_epoch(batch.X, batch.y, np.arange(5), 2, lr)
+
+
+def test_lr_may_be_any_positive_real(impl):
+    model = impl(CE, CE.init(0))
+    for lr in (1, np.float32(0.1), np.int64(1), np.array(0.5)):
+        assert np.isfinite(model.step(X_OK, Y_CE, lr))
+
+
+def test_prepared_batches_belong_to_their_model(impl):
+    a, b = impl(CE, CE.init(0)), impl(CE, CE.init(0))
+    with pytest.raises(ValueError, match="batch"):
+        a.step_prepared(b.prepare(X_OK, Y_CE), 0.1)
+    with pytest.raises(ValueError, match="batch"):
+        a.loss_and_grads_prepared((X_OK, Y_CE))
+
+
+# ---------------------------------------------------------------- the Network's own arguments
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(sizes=(3,)), "sizes"),
+    (dict(sizes=()), "sizes"),
+    (dict(sizes=(3, 0, 2)), "sizes"),
+    (dict(sizes=(3, -1, 2)), "sizes"),
+    (dict(sizes=(3, 2.5, 2)), "sizes"),
+    (dict(sizes=(3, True, 2)), "sizes"),
+    (dict(sizes="32"), "sizes"),
+    (dict(sizes=None), "sizes"),
+    (dict(sizes=5), "sizes"),
+    (dict(sizes=(3, 4, 2), activation="gelu"), "activation"),
+    (dict(sizes=(3, 4, 2), activation=None), "activation"),
+    (dict(sizes=(3, 4, 4, 2), activation=("relu",)), "activation"),
+    (dict(sizes=(3, 4, 2), activation=("relu", "tanh")), "activation"),
+    (dict(sizes=(3, 4, 2), loss="hinge"), "loss"),
+    (dict(sizes=(3, 4, 2), loss=None), "loss"),
+    (dict(sizes=(3, 4, 2), dtype="float16"), "dtype"),
+    (dict(sizes=(3, 4, 2), dtype="int32"), "dtype"),
+    (dict(sizes=(3, 4, 2), dtype="nonsense"), "dtype"),
+    (dict(sizes=(3, 4, 2), dtype=None), "dtype"),
+])
+def test_bad_network_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        bpbench.Network(**kwargs)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True, None])
+def test_bad_seed_names_seed(seed):
+    with pytest.raises(ValueError, match="seed"):
+        CE.init(seed=seed)
+
+
+def test_network_accepts_numpy_ints_and_dtype_objects():
+    net = bpbench.Network(np.array([3, 4, 2]), dtype=np.float32)
+    assert net.sizes == (3, 4, 2) and net.dtype == np.float32
+    assert all(type(s) is int for s in net.sizes)
+
+
+def test_get_unknown_name_is_a_keyerror_listing_known_names():
+    with pytest.raises(KeyError) as info:
+        bpbench.get("nope")
+    assert isinstance(info.value, bpbench.UnknownImplementationError)
+    for name in ("naive", "numpy", "numba", "numba_parallel", "cuda"):
+        assert name in str(info.value)
+
+
+# ---------------------------------------------------------------- nothing of the caller's changes
+
+def _snapshot(params, X, y):
+    return [(W.copy(), b.copy()) for W, b in params], X.copy(), y.copy()
+
+
+def _assert_unchanged(params, X, y, snap):
+    for (W, b), (W0, b0) in zip(params, snap[0], strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+    np.testing.assert_array_equal(X, snap[1])
+    np.testing.assert_array_equal(y, snap[2])
+
+
+@pytest.mark.parametrize("net", [CE, MSE, MSE.with_dtype("float32")], ids=str)
+def test_callers_arrays_are_never_modified(impl, net):
+    # float64 arrays in the net's own dtype are the risky case: no conversion copy happens
+    params = net.init(0)
+    X = X_OK.astype(net.dtype)
+    y = Y_CE.copy() if net.loss == "cross_entropy" else Y_MSE.astype(net.dtype)
+    snap = _snapshot(params, X, y)
+    model = impl(net, params)
+    model.loss_and_grads(X, y)
+    model.step(X, y, 0.5)
+    model.forward(X)
+    bpbench.train(model, X, y, lr=0.5, epochs=3, batch_size=2)
+    batch = model.prepare(X, y)
+    model.step_prepared(batch, 0.5)
+    model.run_epoch(batch.X, batch.y, np.arange(len(X)), 2, 0.5)
+    _assert_unchanged(params, X, y, snap)
+    # the model trained: its parameters moved, the caller's did not
+    assert not np.array_equal(model.params()[0][0], params[0][0])
+
+
+def test_model_does_not_alias_callers_or_returned_arrays(impl):
+    params = CE.init(0)
+    model = impl(CE, params)
+    params[0][0][...] = 7.0           # caller edits its arrays after construction
+    got = model.params()
+    assert not (got[0][0] == 7.0).any()
+    got[0][0][...] = 9.0              # caller edits the returned copy
+    assert not (model.params()[0][0] == 9.0).any()
+    _, grads = model.loss_and_grads(X_OK, Y_CE)
+    grads[0][0][...] = 5.0            # returned gradients are the caller's to keep
+    _, again = model.loss_and_grads(X_OK, Y_CE)
+    assert not (again[0][0] == 5.0).all()
+
+
+def test_values_beyond_float32_range_are_refused_cleanly(impl, recwarn):
+    # finite in float64, inf once rounded to a float32 net's dtype: a ValueError, no warning
+    net = MSE.with_dtype("float32")
+    model = impl(net, net.init(0))
+    with pytest.raises(ValueError, match=r"\by\b"):
+        model.loss_and_grads(X_OK, _with(Y_MSE, (0, 0), 1e39))
+    (W0, b0), (W1, b1) = net.init(0)
+    with pytest.raises(ValueError, match=r"params\[1\] W"):
+        impl(net, [(W0, b0), (_with(W1, (0, 0), -1e39), b1)])
+    with pytest.raises(ValueError, match=r"\bX\b"):
+        model.forward(_with(X_OK, (0, 0), 1e300))
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
