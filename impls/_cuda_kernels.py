@@ -403,7 +403,9 @@ def cross_entropy_grad(out, y, delta, loss, slot):
         for k in range(classes):
             s += math.exp(out[r, k] - m)
         label = y[r]
-        total += m + math.log(s) - out[r, label]
+        # log(s) - (out[y] - m): two small terms, so float32 loses nothing at logits of 1e4
+        # (m + log(s) - out[y] would cancel two numbers near m)
+        total += math.log(s) - (out[r, label] - m)
         for k in range(classes):
             p = math.exp(out[r, k] - m) / s
             if k == label:

@@ -145,6 +145,12 @@ def check_stable_cross_entropy(dtype):
     # -> 5e3; row 2 (1e4, -5e3, -5e3), label 2 -> 1.5e4 (the other terms are below e**-5000)
     assert abs(loss - (2e4 + 5e3 + 1.5e4) / 3) <= 1e-6 * loss, loss
     assert_grads_agree(net, loss, grads, params, X, y, f"{dtype} logits 1e4")
+    # logits near 1e4 whose loss is O(1): catches m + log(s) - out[y], which cancels in float32
+    W = np.array([[1e4, 1e4 - 1, 1e4 - 2], [0.0, 0.0, 0.0]], dtype=dtype)
+    params = [(W, np.zeros(3, dtype))]
+    X, y = np.array([[1.0, 0.0]], dtype=dtype), np.array([1])
+    loss, grads = bpbench.get("cuda")(net, params).loss_and_grads(X, y)
+    assert_grads_agree(net, loss, grads, params, X, y, f"{dtype} logits 1e4, loss O(1)")
 
 
 def check_bad_input():
