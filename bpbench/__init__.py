@@ -23,10 +23,7 @@ __all__ = [
 ]
 
 
-def fastest(net, batch_size, candidates=None):
-    """The implementation class whose ``step`` runs fastest here for this shape and dtype.
-
-    Measured (JIT compile excluded) and cached; see :mod:`bpbench.fastest`.
-    """
-    from .fastest import fastest as _fastest
-    return _fastest(net, batch_size, candidates)
+# Imported, not wrapped: importing the submodule bpbench.fastest would otherwise replace a
+# wrapper function of the same name on the package with the module (after its first call).
+# Cheap: it imports neither Numba nor CUDA.
+from .fastest import fastest  # noqa: E402

@@ -1,0 +1,212 @@
+"""``bpbench compare``: every available contestant on a grid of shapes, side by side, now.
+
+The grid's points are built by :mod:`bpbench.points` (same seeded net, parameters and batch
+for everyone; each contestant's loss and gradients checked against the float64 reference on
+the point's own batch before it is timed; JIT compilation warmed up outside the clock) and
+timed by :mod:`bpbench.timing` (prepared batch, ``step_prepared`` + ``synchronize``, median and
+interquartile range) -- the same code :func:`bpbench.fastest` races with. Runs in this process
+(no asv, no subprocesses): about a minute with the defaults on a 2-core machine.
+
+Per point it records the median step time, achieved GFLOP/s (``net.step_flops`` / time), the
+speed-up over ``numpy`` and the fraction of the BLAS floor (:func:`bpbench.floor.blas_floor`
+/ time: 1.0 means as fast as the step's matrix products alone through NumPy's BLAS).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+
+from . import points
+from .timing import time_step
+
+DEFAULT_DEPTHS = (1, 2, 4)
+DEFAULT_BATCHES = (1, 16, 256, 1024)
+DEFAULT_WIDTH = 256
+DEFAULT_DTYPE = "float32"
+DEFAULT_OUT = os.path.join("results", "compare.csv")
+
+#: per point: one more warm-up call, then >= 0.2 s of samples (>= 5), at most ~1 s
+TIMING = {"warmup": 1, "min_time": 0.2, "min_repeats": 5, "max_time": 1.0}
+#: per (depth, batch): the BLAS floor is a sum of np.dot timings, each needs less
+FLOOR_TIMING = {"min_time": 0.05, "min_repeats": 5, "max_time": 0.5}
+
+#: exit code when a contestant disagreed with the reference (same as ``bpbench validate``)
+EXIT_DISAGREE = 1
+
+#: CSV columns, in order; one row per (impl, depth, batch)
+COLUMNS = ("impl", "depth", "width", "batch", "dtype", "status", "reason", "median_s", "q25_s",
+           "q75_s", "spread", "repeats", "gflops", "floor_s", "floor_fraction",
+           "speedup_vs_numpy", "max_rel_error", "machine", "timestamp")
+
+
+def _check_names(impls):
+    """The requested contestant names (default: every available one), validated."""
+    known = points.contestants()
+    if impls is None:
+        return points.available_contestants()
+    if isinstance(impls, str) or not all(isinstance(n, str) for n in impls) or not impls:
+        raise ValueError(f"impls must be a non-empty list of names, got {impls!r}")
+    unknown = [n for n in impls if n not in known]
+    if unknown:
+        raise ValueError(f"impls: unknown {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(known)}")
+    return list(dict.fromkeys(impls))
+
+
+def _check_ints(values, name):
+    if isinstance(values, (int, str)) or not values:
+        raise ValueError(f"{name} must be a non-empty list of ints, got {values!r}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "depths" else 1):
+            kind = "non-negative" if name == "depths" else "positive"
+            raise ValueError(f"{name} must hold {kind} ints, got {v!r}")
+        out.append(v)
+    return sorted(set(out))
+
+
+def _floor_seconds(net, batch):
+    """The BLAS floor of one step, or NaN when bpbench.floor is not importable."""
+    try:
+        from .floor import blas_floor
+    except ImportError:
+        return math.nan
+    return float(blas_floor(net, batch, **FLOOR_TIMING))
+
+
+def machine_label():
+    """A short description of this machine: host, processor, cores."""
+    return f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
+
+
+def run_grid(impls=None, depths=DEFAULT_DEPTHS, batches=DEFAULT_BATCHES, width=DEFAULT_WIDTH,
+             dtype=DEFAULT_DTYPE, *, floor=True, progress=True, timing=None):
+    """Time every point of the grid; a pandas DataFrame with :data:`COLUMNS`, one row per point.
+
+    ``impls``: contestant names (default: every available one, see
+    :func:`bpbench.points.available_contestants`). Points that are skipped (contestant
+    unavailable here, or pure Python at a hopeless size) have ``status == "skipped"`` and the
+    reason; a contestant that disagrees with the reference has ``status == "disagrees"`` on that
+    point and is not timed on any later point. ``timing``: keyword arguments for
+    :func:`bpbench.timing.time_call` (default :data:`TIMING`).
+    """
+    import pandas as pd
+
+    names = _check_names(impls)
+    depths = _check_ints(depths, "depths")
+    batches = _check_ints(batches, "batches")
+    nets = {d: points.grid_net(d, width, dtype) for d in depths}  # validates width and dtype
+    timing = dict(TIMING if timing is None else timing)
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    machine = machine_label()
+
+    grid = [(d, name, b) for d in depths for name in names for b in batches]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(grid), desc="compare", unit="point", leave=False)
+    rows, floors, wrong = [], {}, {}
+    try:
+        for depth, name, batch in grid:
+            net = nets[depth]
+            row = dict.fromkeys(COLUMNS, math.nan)
+            row.update(impl=name, depth=depth, width=width, batch=batch, dtype=net.dtype.name,
+                       status="ok", reason="", machine=machine, timestamp=stamp)
+            if bar is not None:
+                bar.set_postfix_str(f"{name} depth={depth} batch={batch}")
+            reason = wrong.get(name) or points.skip_reason(name, net, batch)
+            if reason:
+                row.update(status="disagrees" if name in wrong else "skipped", reason=reason)
+            else:
+                try:
+                    point = points.build(name, net, batch)
+                except points.DisagreementError as exc:
+                    wrong[name] = f"disagreed with the reference earlier: {exc}"
+                    row.update(status="disagrees", reason=str(exc))
+                else:
+                    t = time_step(point.model, point.X, point.y, **timing)
+                    if floor and (depth, batch) not in floors:
+                        floors[depth, batch] = _floor_seconds(net, batch)
+                    fl = floors.get((depth, batch), math.nan)
+                    row.update(median_s=t.median, q25_s=t.q25, q75_s=t.q75, spread=t.spread,
+                               repeats=t.n, gflops=point.flops / t.median / 1e9, floor_s=fl,
+                               floor_fraction=fl / t.median, max_rel_error=point.max_rel_error)
+                    del point  # free the model before the next one is built
+            rows.append(row)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    numpy_time = (frame[frame["impl"] == "numpy"].set_index(["depth", "batch"])["median_s"])
+    key = pd.MultiIndex.from_frame(frame[["depth", "batch"]])
+    frame["speedup_vs_numpy"] = numpy_time.reindex(key).to_numpy() / frame["median_s"].to_numpy()
+    return frame
+
+
+def write_csv(frame, path):
+    """Write the frame to ``path`` (parent folders created); returns the path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------- command line
+def _int_list(text):
+    import argparse
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one int")
+    return values
+
+
+def _name_list(text):
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_arguments(parser):
+    """The ``compare`` subcommand's options."""
+    parser.add_argument("--impls", type=_name_list, default=None,
+                        help="comma-separated contestants (default: every available one; "
+                             f"known: {', '.join(points.CONTESTANTS)})")
+    parser.add_argument("--depths", type=_int_list, default=list(DEFAULT_DEPTHS),
+                        help="hidden-layer counts (default: %(default)s)")
+    parser.add_argument("--batches", type=_int_list, default=list(DEFAULT_BATCHES),
+                        help="batch sizes (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH,
+                        help="input and hidden width (default: %(default)s)")
+    parser.add_argument("--dtype", default=DEFAULT_DTYPE,
+                        help="float32 or float64 (default: %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help="CSV written here, one row per point (default: %(default)s)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip measuring the BLAS floor (faster; no floor fraction)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def run(args):
+    """Run the grid, print tables and notes, write the CSV; exit code 0 (1: a disagreement)."""
+    from .report import format_tables
+
+    frame = run_grid(args.impls, args.depths, args.batches, args.width, args.dtype,
+                     floor=not args.no_floor, progress=not args.quiet)
+    print(f"bpbench compare on {machine_label()}: median time per SGD step, "
+          f"width {args.width}, {args.dtype}")
+    print(format_tables(frame))
+    for (impl, status), part in frame[frame["status"] != "ok"].groupby(["impl", "status"],
+                                                                         sort=False):
+        print(f"note: {impl} {status} on {len(part)} of {(frame['impl'] == impl).sum()} points, "
+              f"e.g. {part['reason'].iloc[0]}")
+    path = write_csv(frame, args.out)
+    print(f"wrote {len(frame)} rows to {path}")
+    return EXIT_DISAGREE if (frame["status"] == "disagrees").any() else 0

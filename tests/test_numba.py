@@ -1,0 +1,172 @@
+"""What only the Numba contestants promise: one-call epochs, both product paths, the cache,
+threads, no allocation per step. (Agreement, bad input and training are tested for every
+implementation in the shared tests.)
+
+These tests need Numba: without it they are skipped with the reason (failing on CI, as the
+shared ``require`` does), never silently passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bpbench
+from bpbench import reference
+from bpbench.interface import Implementation
+
+from conftest import require
+
+NAMES = ["numba", "numba_parallel"]
+BOUND = {"float64": 1e-10, "float32": 1e-4}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=NAMES)
+def numba_impl(request):
+    return require(request.param)
+
+
+def _data(net, n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, net.sizes[0])).astype(net.dtype)
+    if net.loss == "cross_entropy":
+        return X, rng.integers(0, net.sizes[-1], n)
+    return X, rng.standard_normal((n, net.sizes[-1])).astype(net.dtype)
+
+
+def _rel(a, b):
+    return np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-300)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("batch_size", [4, 16])  # hand loops / BLAS; 50 rows: a short last batch
+def test_epoch_fast_path_equals_the_python_loop(numba_impl, loss, batch_size, dtype):
+    net = bpbench.Network((6, 9, 7, 3), activation=("sigmoid", "relu"), loss=loss, dtype=dtype)
+    params = net.init(1)
+    X, y = _data(net, 50)
+    order = np.random.default_rng(5).permutation(50)
+    fast, loop = numba_impl(net, params), numba_impl(net, params)
+    fast_losses = fast.run_epoch(X, y, order, batch_size, 0.05)
+    loop_losses = Implementation._run_epoch(loop, X, y, order, batch_size, 0.05)  # Python loop
+    assert len(fast_losses) == -(-50 // batch_size)
+    np.testing.assert_array_equal(fast_losses, loop_losses)
+    for (W1, b1), (W2, b2) in zip(fast.params(), loop.params()):
+        np.testing.assert_array_equal(W1, W2)
+        np.testing.assert_array_equal(b1, b2)
+    # and both equal the float64 reference's SGD loop (independent of the kernels)
+    ref = [(np.float64(W), np.float64(b)) for W, b in params]
+    for k, start in enumerate(range(0, 50, batch_size)):
+        idx = order[start:start + batch_size]
+        ref_loss, ref = reference.sgd_step(net, ref, X[idx].astype(np.float64), y[idx], 0.05)
+        assert abs(fast_losses[k] - ref_loss) <= 10 * BOUND[dtype] * max(abs(ref_loss), 1)
+    for (W, b), (Wr, br) in zip(fast.params(), ref):
+        assert _rel(W, Wr) <= 10 * BOUND[dtype]
+
+
+def test_train_uses_the_fast_path_and_matches_the_loop(numba_impl):
+    net = bpbench.Network((5, 8, 3), activation="tanh", dtype="float64")
+    X, y = _data(net, 40)
+    fast = numba_impl(net, net.init(0))
+    hist_fast = bpbench.train(fast, X, y, lr=0.1, epochs=3, batch_size=16)
+    loop = numba_impl(net, net.init(0))
+    loop._run_epoch = lambda *a: Implementation._run_epoch(loop, *a)  # force the Python loop
+    hist_loop = bpbench.train(loop, X, y, lr=0.1, epochs=3, batch_size=16)
+    assert list(hist_fast) == list(hist_loop)
+
+
+@pytest.mark.parametrize("path,blas_min", [("hand loops", 1 << 30), ("BLAS", 1)])
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+def test_both_product_paths_agree_with_the_reference(numba_impl, path, blas_min, act, dtype):
+    for loss in ("cross_entropy", "mse"):
+        net = bpbench.Network((7, 11, 9, 4), activation=act, loss=loss, dtype=dtype)
+        rng = np.random.default_rng(3)
+        params = [(W, rng.uniform(-0.5, 0.5, b.shape).astype(dtype)) for W, b in net.init(2)]
+        X, y = _data(net, 5)
+        model = numba_impl(net, params)
+        model.blas_min = blas_min
+        loss_value, grads = model.loss_and_grads(X, y)
+        ref_loss, ref_grads = reference.loss_and_grads(net, params, X, y)
+        assert abs(loss_value - ref_loss) <= BOUND[dtype] * abs(ref_loss)
+        for (dW, db), (rW, rb) in zip(grads, ref_grads):
+            assert _rel(dW, rW) <= BOUND[dtype], (path, loss, "W")
+            assert _rel(db, rb) <= BOUND[dtype], (path, loss, "b")
+        np.testing.assert_allclose(model.forward(X), reference.forward(net, params, X)[-1],
+                                   rtol=BOUND[dtype], atol=BOUND[dtype])
+        model.step(X, y, 0.1)
+        _, ref_new = reference.sgd_step(net, params, X, y, 0.1)
+        for (W, b), (rW, rb) in zip(model.params(), ref_new):
+            assert _rel(W, rW) <= BOUND[dtype] and _rel(b, rb) <= BOUND[dtype], (path, loss)
+
+
+def test_a_small_batch_after_a_large_one_reuses_the_workspace(numba_impl):
+    net = bpbench.Network((6, 8, 3), activation="relu", dtype="float64")
+    params = net.init(0)
+    model = numba_impl(net, params)
+    X, y = _data(net, 32)
+    model.loss_and_grads(X, y)
+    ws = model._ws
+    loss, grads = model.loss_and_grads(X[:3], y[:3])
+    assert model._ws is ws  # no reallocation for the smaller batch
+    ref_loss, ref_grads = reference.loss_and_grads(net, params, X[:3], y[:3])
+    assert abs(loss - ref_loss) <= 1e-12
+    assert all(_rel(g[0], r[0]) <= 1e-10 for g, r in zip(grads, ref_grads))
+
+
+def test_thread_count_does_not_change_results():
+    """numba_parallel honours numba.set_num_threads and stays deterministic across counts."""
+    numba = pytest.importorskip("numba")
+    cls = require("numba_parallel")
+    from impls import _numba_kernels as K
+    assert K.PARALLEL.affine.targetoptions.get("parallel") is True
+    assert not K.SERIAL.affine.targetoptions.get("parallel")
+    net = bpbench.Network((16, 24, 24, 4), activation="sigmoid", dtype="float32")
+    X, y = _data(net, 40)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, before}):
+            numba.set_num_threads(threads)
+            model = cls(net, net.init(0))
+            losses = [model.step(X[:b], y[:b], 0.1) for b in (2, 40)]  # hand loops, BLAS
+            results.append((losses, model.params()))
+    finally:
+        numba.set_num_threads(before)
+    for losses, params in results[1:]:
+        assert losses == results[0][0]
+        for (W, _), (W0, _) in zip(params, results[0][1]):
+            np.testing.assert_array_equal(W, W0)
+
+
+def test_warm_cache_loads_and_steps_allocate_nothing(numba_impl):
+    """A fresh process loads the compiled step from the on-disk cache (no compilation), and the
+    step allocates no buffers: Numba's runtime allocation count per step is the same for
+    every depth and both product paths (only the per-argument wrappers of the call)."""
+    env = dict(os.environ, NUMBA_NRT_STATS="1", PYTHONPATH=str(ROOT))
+    env.pop("NUMBA_CACHE_DIR", None)
+    cmd = [sys.executable, str(ROOT / "tests" / "numba_child.py"), numba_impl.name]
+    subprocess.run(cmd, env=env, check=True, capture_output=True)  # fills the cache if cold
+    proc = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["cache_hits"] >= 1 and report["cache_misses"] == 0, report
+    counts = set(report["allocs"].values())
+    assert len(counts) == 1 and counts.pop() <= 16, report["allocs"]
+    assert report["numpy_bytes"] < report["workspace_bytes"] / 10, report
+
+
+def test_compile_cost_runs_in_a_new_process():
+    from bpbench.compile_cost import compile_cost, first_step_report
+
+    net = bpbench.Network((4, 5, 3), dtype="float32")
+    seconds = compile_cost("numpy", net, 2)
+    assert 0 < seconds < 30
+    report = first_step_report("numpy", net, 2)
+    assert set(report) == {"import_seconds", "first_step_seconds", "step_seconds"}
+    with pytest.raises(RuntimeError, match="no_such_impl"):
+        compile_cost("no_such_impl", net, 2)

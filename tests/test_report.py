@@ -1,0 +1,144 @@
+"""bpbench report: asv's JSON -> DataFrame -> tables with speed-ups, floor fractions, winners.
+
+The results here are written by hand in asv's format (asv 0.6: ``result_columns`` + one row
+per benchmark), with numbers chosen so every derived value is known exactly.
+"""
+
+import argparse
+import json
+import math
+
+import pytest
+
+from bpbench import points, report
+
+COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+           "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat"]
+IMPLS = ["'numpy'", "'numba'", "'torch'"]
+STEP = "bench_step.TimeStep.time_step"
+
+
+def write_results(root, commit="a" * 40, date=1_700_000_000_000, step=None, floor=None,
+                  gflops=None, machine="box"):
+    """A results folder: TimeStep (+ rates) for numpy, numba, torch at depth 1, batch 1 and 8."""
+    (root / machine).mkdir(parents=True, exist_ok=True)
+    (root / machine / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    params = [IMPLS, ["1"], ["1", "8"]]
+    meta = {STEP: {"param_names": ["impl", "depth", "batch"], "type": "time", "unit": "seconds",
+                   "params": params},
+            report.FLOOR: {"param_names": ["impl", "depth", "batch"], "type": "track",
+                           "unit": "fraction", "params": params},
+            report.GFLOPS: {"param_names": ["impl", "depth", "batch"], "type": "track",
+                            "unit": "GFLOP/s", "params": params}}
+    (root / "benchmarks.json").write_text(json.dumps({**meta, "version": 2}))
+    # order of values: itertools.product(impls, depths, batches)
+    step = step or [2e-3, 8e-3, 1e-3, 2e-3, float("nan"), None]
+    q25 = [v * 0.95 if isinstance(v, float) and v == v else None for v in step]
+    q75 = [v * 1.05 if isinstance(v, float) and v == v else None for v in step]
+    q75[1] = step[1] * 1.5  # numpy at batch 8: interquartile range 55% of the median: noisy
+    results = {STEP: [step, params, "v", 1_700_000_100_000, 1.0, None, None, q25, q75]}
+    if floor is not None:
+        results[report.FLOOR] = [floor, params, "v", 1_700_000_100_000, 1.0]
+        results[report.GFLOPS] = [gflops, params, "v", 1_700_000_100_000, 1.0]
+    data = {"commit_hash": commit, "env_name": "existing-py", "date": date, "params": {},
+            "python": "3.11", "requirements": {}, "env_vars": {}, "result_columns": COLUMNS,
+            "results": results, "durations": {}, "version": 2}
+    (root / machine / f"{commit[:8]}-existing-py.json").write_text(json.dumps(data))
+
+
+def test_load_results_one_row_per_benchmark_and_params(tmp_path):
+    write_results(tmp_path)
+    frame = report.load_results(str(tmp_path))
+    assert len(frame) == 6
+    row = frame[(frame["impl"] == "numba") & (frame["batch"] == 8)].iloc[0]
+    assert row["depth"] == 1 and row["value"] == 2e-3 and row["status"] == "ok"
+    assert row["q25"] == pytest.approx(1.9e-3) and row["spread"] == pytest.approx(0.1)
+    torch = frame[frame["impl"] == "torch"].set_index("batch")["status"]
+    assert torch[1] == "skipped" and torch[8] == "failed"  # asv: NaN skipped, null failed
+
+
+def test_tables_have_speedups_winners_and_noise_flags(tmp_path):
+    write_results(tmp_path)
+    text = report.format_tables(report.step_table(report.load_results(str(tmp_path))))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| 1 ") or line.startswith("| 8 ")}
+    # batch 1: numba 1 ms vs numpy 2 ms -> 2x, numba wins
+    assert "1 ms (2×)" in rows["1"] and rows["1"].rstrip().endswith("**numba** |")
+    # batch 8: numba 2 ms vs numpy 8 ms -> 4x; numpy's wide interquartile range is flagged
+    assert "2 ms (4×)" in rows["8"] and "8 ms (1×) ~" in rows["8"]
+    assert "### depth 1" in text
+
+
+def test_floor_fraction_is_rescaled_to_the_step_median(tmp_path):
+    net = points.grid_net(1)
+    flops = [net.step_flops(b) for b in (1, 8)] * 3
+    # the rate benchmark saw each point run twice as slow as TimeStep, at half the floor fraction
+    step = [2e-3, 8e-3, 1e-3, 2e-3, 1e-3, 1e-3]
+    rate_time = [2 * t for t in step]
+    gflops = [f / t / 1e9 for f, t in zip(flops, rate_time)]
+    floor_s = 5e-4
+    floor = [floor_s / t for t in rate_time]
+    write_results(tmp_path, step=step, floor=floor, gflops=gflops)
+    table = report.step_table(report.load_results(str(tmp_path))).set_index(["impl", "batch"])
+    # floor seconds / step median, whatever timing the rate benchmark had
+    assert table.loc[("numpy", 1), "floor_fraction"] == pytest.approx(floor_s / 2e-3)
+    assert table.loc[("numba", 8), "floor_fraction"] == pytest.approx(floor_s / 2e-3)
+
+
+def test_latest_commit_by_default_and_prefix_selection(tmp_path):
+    write_results(tmp_path, commit="a" * 40, date=1_700_000_000_000)
+    write_results(tmp_path, commit="b" * 40, date=1_800_000_000_000,
+                  step=[4e-3, 8e-3, 1e-3, 2e-3, float("nan"), None])
+    assert set(report.load_results(str(tmp_path))["commit"]) == {"b" * 40}
+    old = report.load_results(str(tmp_path), machine="box", commit="aaaa")
+    assert set(old["commit"]) == {"a" * 40}
+    assert old[(old["impl"] == "numpy") & (old["batch"] == 1)]["value"].iloc[0] == 2e-3
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({}, "no asv results"),
+    ({"machine": "other"}, "machine 'other'"),
+    ({"commit": "ffff"}, "commit 'ffff'"),
+])
+def test_missing_results_are_clear_errors(tmp_path, kwargs, word):
+    if kwargs:
+        write_results(tmp_path)
+    with pytest.raises(ValueError, match=word):
+        report.load_results(str(tmp_path), **kwargs)
+
+
+def test_report_command_writes_markdown_and_plots(tmp_path, capsys):
+    write_results(tmp_path)
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    assert report.run(parser.parse_args(["--results-dir", str(tmp_path)])) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "# bpbench results" in text and "| batch | numpy | numba | torch | winner |" in text
+    assert "**Failed**" in text and "time_step [torch]" in text
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "time_vs_batch.png").stat().st_size > 1000
+    assert (tmp_path / "speedup_heatmap.png").stat().st_size > 1000
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_without_matplotlib_tables_only_said_once(tmp_path, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("no matplotlib here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    write_results(tmp_path)
+    path, files, note = report.write_report(report.load_results(str(tmp_path)),
+                                            str(tmp_path / "README.md"))
+    assert files == [] and "tables only" in note
+    assert (tmp_path / "README.md").read_text().count("tables only") == 1
+
+
+def test_format_seconds():
+    assert report.format_seconds(4.12e-4) == "412 µs"
+    assert report.format_seconds(2.5) == "2.5 s"
+    assert report.format_seconds(math.nan) == "-"
