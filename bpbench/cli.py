@@ -1,4 +1,4 @@
-"""Command line: ``bpbench list | validate | train | compare | report``.
+"""Command line: ``bpbench list | validate | train | compare | report | fastest``.
 
 Every error prints one line (``bpbench: error: ...``) and exits non-zero; set
 ``BPBENCH_DEBUG=1`` to see the traceback instead.
@@ -161,6 +161,13 @@ def build_parser():
     p = sub.add_parser("report", help="turn asv results into tables and plots (results/README.md)")
     report.add_arguments(p)
     p.set_defaults(func=report.run)
+
+    # `from . import fastest` would give the function bpbench.fastest, not the module
+    from .fastest import add_arguments as fastest_arguments, run as fastest_run
+    p = sub.add_parser("fastest", help="the fastest implementation here for a shape "
+                       "(measured once, cached); --clear forgets the cache")
+    fastest_arguments(p)
+    p.set_defaults(func=fastest_run)
     return parser
 
 

@@ -30,6 +30,11 @@ The loop kernels that have ``prange`` loops are plain Python functions jitted tw
 with ``parallel=True`` (:data:`SERIAL`, :data:`PARALLEL`); the orchestration (:func:`_run`,
 :func:`_batch_step`) is written once, takes a flavour's kernels as arguments and is inlined into
 that flavour's entry point, where the kernels become direct calls.
+Threads (``numba_parallel``): the prange loops run only on the hand-loop path (few rows, no
+BLAS). On the BLAS path the cores belong to BLAS's own pool and every loop between the gemm calls
+is serial: interleaving Numba's OpenMP pool with OpenBLAS's, both of which spin-wait between
+regions, made steps 100x slower on a 2-core machine (each pool waiting out the other's time
+slices). The gather, loss and bias-gradient passes are O(B*n) and stay serial in both flavours.
 Only the two entry points are cached on disk, and they are distinct functions: Numba keys its
 cache by the Python function (not by the ``parallel`` flag), so one function jitted both ways
 would share cache entries. A cached entry point carries its callees' machine code, so a process
@@ -364,11 +369,13 @@ def _affine(H, W, b, Z, code, activate, use_blas):
     n_out = W.shape[1]
     if use_blas:
         _gemm(H, False, W, False, Z, 1.0, 0.0)
+        # serial on purpose: BLAS owns the cores here (see "Threads" in the module docstring)
+        for i in range(B):
+            _bias_activate_row(Z[i], b, code, activate)
     else:
         for i in prange(B):
             _row_times_matrix(H[i], W, Z[i])
-    for i in prange(B):
-        _bias_activate_row(Z[i], b, code, activate)
+            _bias_activate_row(Z[i], b, code, activate)
 
 
 def _output_delta(out, y_idx, Y, loss_code, delta, rowloss):
@@ -381,7 +388,7 @@ def _output_delta(out, y_idx, Y, loss_code, delta, rowloss):
     B, K = out.shape
     if loss_code == MSE:
         scale = 2.0 / (B * K)
-        for i in prange(B):
+        for i in range(B):
             s = 0.0
             for j in range(K):
                 diff = out[i, j] - Y[i, j]
@@ -393,7 +400,7 @@ def _output_delta(out, y_idx, Y, loss_code, delta, rowloss):
             total += rowloss[i]
         return total / (B * K)
     inv_b = 1.0 / B
-    for i in prange(B):
+    for i in range(B):
         m = out[i, 0]
         for j in range(1, K):
             m = max(m, out[i, j])
@@ -478,7 +485,7 @@ def _backward_blas(H, dZ, W, b, dW, db, dH, code_below, need_dh, lr, mode):
     _column_sums(dZ, db)
     if need_dh:
         _gemm(dZ, False, W, True, dH, 1.0, 0.0)
-        for i in prange(dH.shape[0]):
+        for i in range(dH.shape[0]):  # serial: BLAS owns the cores (module docstring, Threads)
             _times_derivative_row(dH[i], H[i], code_below)
     if mode != MODE_STEP:
         _gemm(H, True, dZ, False, dW, 1.0, 0.0)
@@ -487,7 +494,7 @@ def _backward_blas(H, dZ, W, b, dW, db, dH, code_below, need_dh, lr, mode):
         _gemm(H, True, dZ, False, W, -lr, 1.0)
     else:
         _gemm(H, True, dZ, False, dW, 1.0, 0.0)
-        for p in prange(W.shape[0]):
+        for p in range(W.shape[0]):
             w = W[p]
             g = dW[p]
             for j in range(w.shape[0]):
@@ -499,7 +506,7 @@ def _backward_blas(H, dZ, W, b, dW, db, dH, code_below, need_dh, lr, mode):
 def _gather(X_all, y_all, Y_all, order, start, Xb, yb, Yb, loss_code, mode):
     """Copy the batch's rows order[start:start+B] of X_all (and its targets) into Xb/yb/Yb."""
     B, n_in = Xb.shape
-    for r in prange(B):
+    for r in range(B):
         src = order[start + r]
         for c in range(n_in):
             Xb[r, c] = X_all[src, c]

@@ -98,6 +98,7 @@ def test_entry_point_implementations_are_found(tmp_path, monkeypatch):
         "[bpbench.impls]\noutside = outside_impl:Outside\nbroken = outside_impl:Broken\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_cache", {})
+    monkeypatch.setattr(registry, "_entry_points", None)
     table = bpbench.implementations()
     assert table["outside"]["available"], table["outside"]
     assert bpbench.get("outside").description.startswith("numpy, registered")
