@@ -14,7 +14,8 @@ EXIT_DISAGREE = 1
 EXIT_ERROR = 2
 
 
-def _int_list(text):
+def int_list(text):
+    """argparse type: "1,16,256" -> [1, 16, 256]."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -24,7 +25,8 @@ def _int_list(text):
     return values
 
 
-def _name_list(text):
+def name_list(text):
+    """argparse type: "numpy,numba" -> ["numpy", "numba"]."""
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
@@ -127,9 +129,9 @@ def build_parser():
 
     p = sub.add_parser("validate", help="agreement of every implementation with the float64 "
                        "reference, and of the reference with finite differences")
-    p.add_argument("--impls", type=_name_list, default=None,
+    p.add_argument("--impls", type=name_list, default=None,
                    help="comma-separated names (default: every available one)")
-    p.add_argument("--dtypes", type=_name_list, default=["float32", "float64"],
+    p.add_argument("--dtypes", type=name_list, default=["float32", "float64"],
                    help="comma-separated dtypes (default: float32,float64)")
     p.set_defaults(func=cmd_validate)
 
@@ -138,7 +140,7 @@ def build_parser():
     p.add_argument("--dataset", choices=["spirals", "sine"], default="spirals",
                    help="two-spiral classification or sine regression (default: spirals)")
     p.add_argument("--samples", type=int, default=1000, help="dataset size (default: 1000)")
-    p.add_argument("--hidden", type=_int_list, default=[64, 64],
+    p.add_argument("--hidden", type=int_list, default=[64, 64],
                    help="hidden widths, comma-separated (default: 64,64)")
     p.add_argument("--activation", default="tanh", help="hidden activation (default: tanh)")
     p.add_argument("--dtype", default="float64", help="float32 or float64 (default: float64)")

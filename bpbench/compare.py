@@ -20,6 +20,7 @@ import os
 import platform
 
 from . import points
+from .cli import int_list, name_list
 from .timing import time_step
 
 DEFAULT_DEPTHS = (1, 2, 4)
@@ -159,29 +160,14 @@ def write_csv(frame, path):
 
 
 # ---------------------------------------------------------------------------- command line
-def _int_list(text):
-    import argparse
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one int")
-    return values
-
-
-def _name_list(text):
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def add_arguments(parser):
     """The ``compare`` subcommand's options."""
-    parser.add_argument("--impls", type=_name_list, default=None,
+    parser.add_argument("--impls", type=name_list, default=None,
                         help="comma-separated contestants (default: every available one; "
                              f"known: {', '.join(points.CONTESTANTS)})")
-    parser.add_argument("--depths", type=_int_list, default=list(DEFAULT_DEPTHS),
+    parser.add_argument("--depths", type=int_list, default=list(DEFAULT_DEPTHS),
                         help="hidden-layer counts (default: %(default)s)")
-    parser.add_argument("--batches", type=_int_list, default=list(DEFAULT_BATCHES),
+    parser.add_argument("--batches", type=int_list, default=list(DEFAULT_BATCHES),
                         help="batch sizes (default: %(default)s)")
     parser.add_argument("--width", type=int, default=DEFAULT_WIDTH,
                         help="input and hidden width (default: %(default)s)")
