@@ -518,16 +518,23 @@ def _gather(X_all, y_all, Y_all, order, start, Xb, yb, Yb, loss_code, mode):
                 yb[r] = y_all[src]
 
 
+_gather_serial = njit(fastmath=FASTMATH, nogil=True)(_gather)
+_output_delta_serial = njit(fastmath=FASTMATH, nogil=True)(_output_delta)
+_backward_blas_serial = njit(fastmath=FASTMATH, nogil=True)(_backward_blas)
+
+
 class Kernels:
     """The loop kernels with ``prange``, jitted for one flavour (serial or parallel)."""
 
     def __init__(self, **options):
         jit = njit(fastmath=FASTMATH, nogil=True, **options)
-        self.gather = jit(_gather)
+        # serial in both flavours: gather and the loss pass are O(B*n) work, and on the BLAS
+        # path the cores belong to BLAS (module docstring, Threads)
+        self.gather = _gather_serial
         self.affine = jit(_affine)
-        self.output_delta = jit(_output_delta)
+        self.output_delta = _output_delta_serial
         self.backward_small = jit(_backward_small)
-        self.backward_blas = jit(_backward_blas)
+        self.backward_blas = _backward_blas_serial  # BLAS owns the cores on this path
 
 
 #: prange loops run as plain loops
