@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import reference, registry
-from .agreement import TOLERANCES, relative_error
+from .agreement import gradient_rows
 from .checks import check_positive_int
 from .network import Network
 from .peers import TorchPeer, torch_unavailable
@@ -151,13 +151,6 @@ def _torch_loss_and_grads(peer, X, y):
     return float(loss.item()), grads
 
 
-def _rel_error(value, ref):
-    """:func:`bpbench.agreement.relative_error`, with a shape mismatch as an infinite error."""
-    if np.shape(value) != np.shape(ref):
-        return np.inf
-    return relative_error(value, ref)
-
-
 def check_agreement(name, model, net, params, X, y):
     """Worst relative error of the model's loss and gradients against the float64 reference.
 
@@ -170,20 +163,16 @@ def check_agreement(name, model, net, params, X, y):
         loss, grads = _torch_loss_and_grads(model, X, y)
     else:
         loss, grads = model.loss_and_grads(X, y)
-    if len(grads) != len(ref_grads):
-        raise DisagreementError(f"{name}: {len(grads)} gradient pairs, expected {len(ref_grads)}")
-    errors = {"loss": _rel_error(loss, ref_loss)}
-    for layer, ((dW, db), (rW, rb)) in enumerate(zip(grads, ref_grads)):
-        errors[f"dW{layer}"] = _rel_error(dW, rW)
-        errors[f"db{layer}"] = _rel_error(db, rb)
-    bound = TOLERANCES[net.dtype.name]
-    worst_name = max(errors, key=errors.get)
-    worst = errors[worst_name]
-    if not worst <= bound:  # also catches NaN
+    rows = gradient_rows(name, net, loss, grads, ref_loss, ref_grads)
+    bad = [row for row in rows if not row["ok"]]  # beyond the bound, NaN, missing or misshapen
+    if bad:
+        row = bad[0]
+        detail = f" ({row['note']})" if row["note"] else ""
         raise DisagreementError(
             f"{name} disagrees with the float64 reference on {net} at batch {len(X)}: "
-            f"relative error of {worst_name} is {worst:.3g} > {bound:g}; not timed")
-    return worst
+            f"relative error of {row['array']} is {row['rel_error']:.3g} > {row['bound']:g}"
+            f"{detail}; not timed")
+    return max(row["rel_error"] for row in rows)
 
 
 def _check_point(name, model, net, params, X, y, twin=True):

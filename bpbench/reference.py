@@ -109,19 +109,31 @@ def forward(net, params, X):
     return activations
 
 
+def _as_float64(net, params, X, y):
+    """params, X and (mse) targets in float64; float32 values are exact in float64."""
+    params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
+    X = np.asarray(X, np.float64)
+    if net.loss == "mse":
+        y = np.asarray(y, np.float64).reshape(len(X), -1)
+    return params, X, y
+
+
+def loss(net, params, X, y):
+    """The loss alone, in float64 (what finite differences differentiate)."""
+    params, X, y = _as_float64(net, params, X, y)
+    return LOSSES[net.loss](forward(net, params, X)[-1], y)
+
+
 def loss_and_grads(net, params, X, y):
     """The reference backprop: loss and ``[(dW, db), ...]`` shaped like params.
 
     Runs in float64 whatever the inputs' dtype (float32 values are exact in float64), so the
     float32 implementations are compared against the exact answer for their rounded inputs.
     """
-    params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
-    X = np.asarray(X, np.float64)
-    if net.loss == "mse":
-        y = np.asarray(y, np.float64).reshape(len(X), -1)
+    params, X, y = _as_float64(net, params, X, y)
     acts = forward(net, params, X)
     out = acts[-1]
-    loss = LOSSES[net.loss](out, y)
+    value = LOSSES[net.loss](out, y)
     delta = LOSS_GRADIENTS[net.loss](out, y)  # dL/dz of the output layer
     grads = [None] * len(params)
     for layer in range(len(params) - 1, -1, -1):
@@ -130,12 +142,12 @@ def loss_and_grads(net, params, X, y):
         if layer > 0:
             # chain rule through the affine map, then through the activation of the layer below
             delta = (delta @ W.T) * ACTIVATION_DERIVATIVES[net.activations[layer - 1]](acts[layer])
-    return loss, grads
+    return value, grads
 
 
 def sgd_step(net, params, X, y, lr):
     """One SGD step in float64: returns (loss before the update, updated params)."""
-    loss, grads = loss_and_grads(net, params, X, y)
+    value, grads = loss_and_grads(net, params, X, y)
     new = [(np.asarray(W, np.float64) - lr * dW, np.asarray(b, np.float64) - lr * db)
            for (W, b), (dW, db) in zip(params, grads, strict=True)]
-    return loss, new
+    return value, new

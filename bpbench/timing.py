@@ -90,12 +90,6 @@ def time_step(model, X, y, lr=TIMING_LR, **kwargs):
     return time_call(lambda: model.step_prepared(batch, lr), sync=model.synchronize, **kwargs)
 
 
-def time_loss_and_grads(model, X, y, **kwargs):
-    """Timing of ``loss_and_grads`` (gradients copied back to the host, as the contract says)."""
-    batch = model.prepare(X, y)
-    return time_call(lambda: model.loss_and_grads_prepared(batch), sync=model.synchronize, **kwargs)
-
-
 def time_first_call(make_model, X, y, lr=TIMING_LR):
     """Seconds of the first ``step`` of a fresh model: JIT compilation (or cache load) + one step.
 

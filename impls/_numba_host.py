@@ -20,7 +20,7 @@ from bpbench.interface import Implementation
 
 from . import _numba_kernels as K
 
-#: batches of at least this many rows use BLAS (np.dot) for the matrix products; smaller ones
+#: batches of at least this many rows use BLAS gemm for the matrix products; smaller ones
 #: use the fused hand loops. Measured with ``python benchmarks/step_vs_torch.py --crossover``.
 BLAS_MIN_ROWS = 8
 
@@ -101,7 +101,7 @@ class NumbaBase(Implementation):
     def _layers(self, flat):
         """[(W, b), ...] views into a flat array of theta's layout."""
         views = []
-        for layer, ((w_shape, b_shape)) in enumerate(self.net.shapes()):
+        for layer, (w_shape, b_shape) in enumerate(self.net.shapes()):
             o = self._offs[layer]
             n = w_shape[0] * w_shape[1]
             views.append((flat[o:o + n].reshape(w_shape), flat[o + n:o + n + b_shape[0]]))
