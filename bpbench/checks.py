@@ -103,7 +103,7 @@ def check_params(net, params, name="params"):
         raise ValueError(f"{name} must have {net.n_layers} (W, b) pairs for sizes {net.sizes}, "
                          f"got {len(params)}")
     clean = []
-    for layer, ((w_shape, b_shape), pair) in enumerate(zip(net.shapes(), params)):
+    for layer, ((w_shape, b_shape), pair) in enumerate(zip(net.shapes(), params, strict=True)):
         try:
             W, b = pair
         except (TypeError, ValueError):
@@ -125,7 +125,13 @@ def check_params(net, params, name="params"):
 
 
 def check_lr(lr, name="lr"):
-    """lr as a positive finite float."""
+    """lr as a positive finite float.
+
+    A plain positive float (what every caller passes in a training loop) takes one type test
+    and one chained comparison (NaN fails it too): this runs on every ``step_prepared``.
+    """
+    if type(lr) is float and 0.0 < lr < math.inf:
+        return lr
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         if isinstance(lr, np.ndarray) and lr.ndim == 0 and lr.dtype.kind in "iuf":
             lr = lr.item()
@@ -135,6 +141,41 @@ def check_lr(lr, name="lr"):
     if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"{name} must be positive and finite, got {lr!r}")
     return lr
+
+
+def check_order(order, n, name="order"):
+    """order as a C-contiguous int64 (n,) permutation of ``range(n)`` (the rows of a dataset).
+
+    Integer dtypes only (no bools, no floats that happen to be whole), exactly ``n`` entries,
+    each row exactly once: a repeated or missing row would train on another dataset than the
+    one given, and an index outside ``[0, n)`` would read outside the arrays in a kernel.
+    """
+    try:
+        arr = np.asarray(order)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be an integer array, could not convert it: {exc}") from None
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integer row indices, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (a permutation of the {n} rows of X), "
+                         f"got {arr.shape}")
+    if n and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(f"{name} holds row indices outside [0, {n}): "
+                         f"min {arr.min()}, max {arr.max()}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    seen = np.bincount(arr, minlength=n)
+    if n and seen.max() > 1:
+        row = int(np.argmax(seen > 1))
+        raise ValueError(f"{name} must be a permutation of range({n}): row {row} appears "
+                         f"{int(seen[row])} times")
+    return arr
+
+
+def check_seed(seed, name="seed"):
+    """seed as a non-negative int (what ``numpy.random.default_rng`` takes; bools refused)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {seed!r}")
+    return int(seed)
 
 
 def check_positive_int(value, name):

@@ -21,7 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_batch, check_inputs, check_lr, check_params, check_positive_int
+from .checks import (
+    check_batch,
+    check_inputs,
+    check_lr,
+    check_order,
+    check_params,
+    check_positive_int,
+)
 from .network import Network
 
 _FINAL = ("__init__", "loss_and_grads", "step", "forward", "params", "prepare",
@@ -103,8 +110,10 @@ class Implementation:
         return PreparedBatch(X, y, self._to_device(X, y), self)
 
     def step_prepared(self, batch, lr):
-        """:meth:`step` on a batch from :meth:`prepare`, with no validation or copies."""
+        """:meth:`step` on a batch from :meth:`prepare`: X and y are not validated again (they
+        were by ``prepare``); ``lr`` is (a plain positive float costs one comparison)."""
         self._check_prepared(batch)
+        lr = check_lr(lr)
         return float(self._step(batch.data, lr))
 
     def loss_and_grads_prepared(self, batch):
@@ -114,16 +123,19 @@ class Implementation:
         return float(loss), [(np.asarray(dW), np.asarray(db)) for dW, db in grads]
 
     def run_epoch(self, X, y, order, batch_size, lr):
-        """One pass of SGD over validated data in the given sample order.
+        """One pass of SGD over a dataset in the given row order; the per-batch losses.
 
-        X, y: the whole dataset, already checked (``bpbench.checks.check_batch``); order: (N,)
-        permutation of the rows; consecutive slices of ``batch_size`` rows of it are the batches
-        (the last may be shorter). Returns the per-batch losses (before each update), a float64
-        array of length ceil(N / batch_size). Used by :func:`bpbench.train`.
+        X, y: the whole dataset, checked exactly as :meth:`step` checks a batch. order: an
+        integer (N,) permutation of ``range(N)`` (each row once; anything else is refused);
+        consecutive slices of ``batch_size`` rows of it are the batches (the last may be
+        shorter). Returns the per-batch losses (before each update), a float64 array of length
+        ceil(N / batch_size). Every argument is checked before the model changes.
+        Used by :func:`bpbench.train`.
         """
+        X, y = check_batch(self.net, X, y)
+        order = check_order(order, X.shape[0])
         batch_size = check_positive_int(batch_size, "batch_size")
         lr = check_lr(lr)
-        order = np.ascontiguousarray(order, dtype=np.int64)
         return np.asarray(self._run_epoch(X, y, order, batch_size, lr), dtype=np.float64)
 
     def synchronize(self):

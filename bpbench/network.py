@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .checks import check_seed
 from .reference import ACTIVATIONS, LOSSES
 
 #: dtypes an implementation must support
@@ -51,21 +52,24 @@ class Network:
         sizes = tuple(int(s) for s in sizes)
         depth = len(sizes) - 2
 
+        # every argument is checked whether or not this net uses it (a net without hidden
+        # layers has no activation, but a misspelt name is still a mistake worth hearing of)
         if isinstance(activation, str):
+            names = (activation,)
             activations = (activation,) * depth
         elif isinstance(activation, Sequence):
-            activations = tuple(activation)
+            names = activations = tuple(activation)
             if len(activations) != depth:
                 raise ValueError(
                     f"activation: got {len(activations)} names for {depth} hidden layers; "
                     "give one name, or one per hidden layer")
         else:
             raise ValueError(f"activation must be a name or a sequence of names, got {activation!r}")
-        for a in activations:
-            if a not in ACTIVATIONS:
+        for a in names:
+            if not isinstance(a, str) or a not in ACTIVATIONS:
                 raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {a!r}")
 
-        if loss not in LOSSES:
+        if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
 
         try:
@@ -85,6 +89,10 @@ class Network:
         raise AttributeError("Network is immutable; make a new one")
 
     # ------------------------------------------------------------------ derived facts
+    def _layer_widths(self):
+        """``[(n_in, n_out), ...]``, one pair per affine layer."""
+        return list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
+
     @property
     def depth(self):
         """Number of hidden layers, ``len(sizes) - 2``."""
@@ -105,11 +113,11 @@ class Network:
     @property
     def n_params(self):
         """Total number of scalars in W and b over all layers."""
-        return sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
+        return sum(i * o + o for i, o in self._layer_widths())
 
     def shapes(self):
         """``[((n_in, n_out), (n_out,)), ...]``, one entry per layer."""
-        return [((i, o), (o,)) for i, o in zip(self.sizes[:-1], self.sizes[1:])]
+        return [((i, o), (o,)) for i, o in self._layer_widths()]
 
     def step_flops(self, batch_size):
         """Floating-point operations of the matrix products of one SGD step, ``6*B*sum(n_in*n_out)``.
@@ -117,7 +125,7 @@ class Network:
         Forward X@W (2BNM), weight gradient H^T@dZ (2BNM), input gradient dZ@W^T (2BNM);
         everything else (bias, activation, loss, update) is O(B*N) and not counted.
         """
-        return 6 * int(batch_size) * sum(i * o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
+        return 6 * int(batch_size) * sum(i * o for i, o in self._layer_widths())
 
     # ------------------------------------------------------------------ parameters
     def init_scheme(self, layer):
@@ -140,11 +148,9 @@ class Network:
         rounded to the dtype, so the same seed gives the same numbers on every machine, and the
         float32 parameters are the rounded float64 ones.
         """
-        if not _is_int(seed) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         params = []
-        for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+        for layer, (n_in, n_out) in enumerate(self._layer_widths()):
             if self.init_scheme(layer) == "he":
                 limit = np.sqrt(6.0 / n_in)
             else:

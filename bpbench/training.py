@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
-from .checks import check_batch, check_lr, check_positive_int
+from .checks import check_batch, check_lr, check_positive_int, check_seed
 from .interface import Implementation
+
+
+def _optional_real(value, name):
+    """None, or value as a finite float (bools and non-numbers refused)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+    return float(value)
 
 
 class DivergenceError(FloatingPointError, ValueError):
@@ -48,10 +58,15 @@ def train(model, X, y, lr=0.1, epochs=100, batch_size=32, seed=0, *, target_loss
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     patience = check_positive_int(patience, "patience")
-    if target_loss is not None and not math.isfinite(target_loss):
-        raise ValueError(f"target_loss must be a finite number or None, got {target_loss!r}")
-    if tol is not None and not (math.isfinite(tol) and tol >= 0):
+    seed = check_seed(seed)
+    target_loss = _optional_real(target_loss, "target_loss")
+    tol = _optional_real(tol, "tol")
+    if tol is not None and tol < 0:
         raise ValueError(f"tol must be a non-negative number or None, got {tol!r}")
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable or None, got {callback!r}")
 
     n = X.shape[0]
     sizes = np.diff(np.append(np.arange(0, n, batch_size), n)).astype(np.float64)

@@ -252,3 +252,86 @@ def test_values_beyond_float32_range_are_refused_cleanly(impl, recwarn):
     with pytest.raises(ValueError, match=r"\bX\b"):
         model.forward(_with(X_OK, (0, 0), 1e300))
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+# ---------------------------------------------------------------- run_epoch and step_prepared
+
+BAD_ORDERS = [
+    ("index past the end", np.array([0, 1, 2, 3, 10**9]), "order"),
+    ("index == N", np.array([0, 1, 2, 3, 5]), "order"),
+    ("negative index", np.array([0, 1, 2, 3, -1]), "order"),
+    ("fractional", np.array([0, 1.5, 2, 3, 4]), "order"),
+    ("whole floats", np.arange(5.0), "order"),
+    ("bools", np.ones(5, bool), "order"),
+    ("repeated row", np.array([0, 1, 1, 3, 4]), "order"),
+    ("too short", np.arange(4), "order"),
+    ("too long", np.arange(6) % 5, "order"),
+    ("2-D", np.arange(5)[None], "order"),
+    ("strings", np.array(list("01234")), "order"),
+    ("None", None, "order"),
+]
+
+
+def _params_and_data(model):
+    return [(W.copy(), b.copy()) for W, b in model.params()]
+
+
+@pytest.mark.parametrize("label, order, name", BAD_ORDERS, ids=[c[0] for c in BAD_ORDERS])
+def test_run_epoch_refuses_a_bad_order_before_changing_the_model(impl, label, order, name):
+    model = impl(CE, CE.init(0))
+    before = _params_and_data(model)
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        model.run_epoch(X_OK, Y_CE, order, 2, 0.1)
+    for (W, b), (W0, b0) in zip(model.params(), before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("X, y, name", [
+    (np.ones((5, 2)), Y_CE, "X"),                       # wrong width
+    (np.ones((5, 3)), np.array([0, 1, 1, 0, 7]), "y"),  # label out of range
+    (np.ones((5, 3)), Y_CE[:4], "y"),                   # one label short
+    (_with(X_OK, (1, 1), np.nan), Y_CE, "X"),
+    (np.ones((5, 3)), Y_CE.astype(float), "y"),
+], ids=["X width", "label out of range", "y short", "nan in X", "float labels"])
+def test_run_epoch_checks_X_and_y_like_step(impl, X, y, name):
+    model = impl(CE, CE.init(0))
+    before = _params_and_data(model)
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        model.run_epoch(X, y, np.arange(5), 2, 0.1)
+    for (W, b), (W0, b0) in zip(model.params(), before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+def test_run_epoch_accepts_any_integer_permutation(impl):
+    # int32, uint8, a list and a reversed view are all permutations of the rows
+    model = impl(CE, CE.init(0))
+    reference = impl(CE, CE.init(0)).run_epoch(X_OK, Y_CE, np.arange(5)[::-1].copy(), 2, 0.1)
+    for order in (np.arange(5)[::-1], [4, 3, 2, 1, 0], np.arange(5, dtype=np.uint8)[::-1]):
+        model = impl(CE, CE.init(0))
+        np.testing.assert_array_equal(model.run_epoch(X_OK, Y_CE, order, 2, 0.1), reference)
+
+
+@pytest.mark.parametrize("lr", [0.0, -0.1, float("nan"), float("inf"), -float("inf"), None, "1"])
+def test_step_prepared_refuses_a_bad_lr_before_changing_the_model(impl, lr):
+    model = impl(CE, CE.init(0))
+    batch = model.prepare(X_OK, Y_CE)
+    before = _params_and_data(model)
+    with pytest.raises(ValueError, match=r"\blr\b"):
+        model.step_prepared(batch, lr)
+    for (W, b), (W0, b0) in zip(model.params(), before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(sizes=(3, 2), activation="relux"), "activation"),      # no hidden layer to use it
+    (dict(sizes=(3, 2), activation=5), "activation"),
+    (dict(sizes=(3, 2), activation=("tanh",)), "activation"),
+    (dict(sizes=(3, 4, 2), activation=("relu", 3)), "activation"),
+    (dict(sizes=(3, 4, 2), loss=["mse"]), "loss"),
+])
+def test_network_arguments_are_checked_even_when_unused(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        bpbench.Network(**kwargs)

@@ -176,6 +176,9 @@ def test_huge_lr_diverges_with_a_clear_error(impl):
     (dict(patience=0), "patience"),
     (dict(target_loss=float("nan")), "target_loss"), (dict(tol=-1.0), "tol"),
     (dict(tol=float("inf")), "tol"),
+    (dict(target_loss="0.1"), "target_loss"), (dict(target_loss=True), "target_loss"),
+    (dict(tol="x"), "tol"), (dict(seed=-1), "seed"), (dict(seed=1.5), "seed"),
+    (dict(seed=None), "seed"), (dict(progress="yes"), "progress"), (dict(callback=5), "callback"),
 ])
 def test_bad_train_arguments_name_the_argument(kwargs, name):
     model, X, y = _blob_model()
