@@ -2,5 +2,5 @@
 
 Benchmark bodies are kept short and stable (editing one changes its asv version and drops its
 history); what they build, check and warm up lives in :mod:`benchmarks.common` and
-:mod:`bpbench.points`.
+:mod:`bpbench.bench.points`.
 """

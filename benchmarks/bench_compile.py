@@ -1,6 +1,6 @@
 """JIT compile cost: seconds of the first step of a fresh model in a new process.
 
-:func:`bpbench.compile_cost.compile_cost` starts a new Python process, builds a model and
+:func:`bpbench.bench.compile_cost.compile_cost` starts a new Python process, builds a model and
 times its first step (compilation + one step): ``cold`` with an empty Numba cache, ``warm``
 with the cache already filled (what a user pays on the second run of a script). The cold
 benchmark leaves its cache folder filled for the warm one (one folder per asv run, deleted with

@@ -7,7 +7,7 @@ setup. So that setup's peaks do not hide the step's, setup here
 - checks agreement on 16 rows only and warms up (compiles) on a 1-row batch, so it never runs
   the full batch: the step's buffers and temporaries are first allocated inside the call;
 - draws the inputs directly in float32 (no float64 temporary);
-- ends with :func:`bpbench.points.reset_peak_rss` (garbage collected, free heap handed back,
+- ends with :func:`bpbench.bench.points.reset_peak_rss` (garbage collected, free heap handed back,
   Linux peak RSS reset through /proc/self/clear_refs).
 
 ``peakmem_setup`` has the same setup and an empty body: the baseline (libraries, model, inputs).

@@ -1,9 +1,9 @@
 """Achieved GFLOP/s and the fraction of the BLAS floor reached, per point of the main grid.
 
 The whole grid is measured once, in one process (``setup_cache`` runs
-:func:`bpbench.compare.run_grid`, the code behind ``bpbench compare``), and each point's
+:func:`bpbench.bench.compare.run_grid`, the code behind ``bpbench compare``), and each point's
 ``track_`` benchmark reads its number: GFLOP/s = ``net.step_flops(batch)`` / median step
-time; floor fraction = :func:`bpbench.floor.blas_floor` / median step time (1.0: as fast as
+time; floor fraction = :func:`bpbench.bench.floor.blas_floor` / median step time (1.0: as fast as
 the step's own matrix products through NumPy's BLAS, nothing else counted).
 """
 

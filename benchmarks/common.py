@@ -1,11 +1,11 @@
 """What every benchmark in this suite shares: the grid, cached points, the skip logic.
 
 - The grid: ``IMPLS`` x ``DEPTHS`` x ``BATCHES`` at ``WIDTH``, ``DTYPE`` (see
-  :func:`bpbench.points.grid_net`). Every contestant name is a parameter value on every
+  :func:`bpbench.bench.points.grid_net`). Every contestant name is a parameter value on every
   machine, so results line up across machines and commits; what cannot run here is skipped.
 - Skips: asv's mechanism, ``NotImplementedError`` raised in ``setup`` (asv prints the reason):
   an implementation unavailable here (no GPU, PyTorch not installed) or a pure-Python point
-  that would take minutes (:func:`bpbench.points.skip_reason`).
+  that would take minutes (:func:`bpbench.bench.points.skip_reason`).
 - Caching: asv re-runs ``setup`` before every sample, so a point (model checked against the
   reference and warmed up: JIT compiled) is built once per process and reused.
 - Cost: asv runs every parameter combination in a fresh process (``launch_method: spawn``), so
@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 #: contestants: the five built-in implementations, then the PyTorch CPU eager peer
-#: (the same names as bpbench.points.CONTESTANTS, written out so that importing this module
+#: (the same names as bpbench.bench.points.CONTESTANTS, written out so that importing this module
 #: stays cheap)
 IMPLS = ["naive", "numpy", "numba", "numba_parallel", "cuda", "torch"]
 DEPTHS = [1, 4]
@@ -55,7 +55,7 @@ class StepTiming:
 
 def skip_if_unavailable(impl, net, batch):
     """Raise NotImplementedError (asv's skip) when this point is not to be run here."""
-    from bpbench import points
+    from bpbench.bench import points
 
     reason = points.skip_reason(impl, net, batch)
     if reason:
@@ -66,11 +66,11 @@ _points = {}
 
 
 def point(impl, depth, batch, width=WIDTH, dtype=DTYPE, *, warm_batch=None, check_rows=None):
-    """The checked, warmed-up :class:`bpbench.points.Point`, built once per process."""
+    """The checked, warmed-up :class:`bpbench.bench.points.Point`, built once per process."""
     key = (impl, depth, batch, width, dtype, warm_batch, check_rows)
     if key in _points:  # asv calls setup before every sample: answer in microseconds
         return _points[key]
-    from bpbench import points
+    from bpbench.bench import points
 
     net = points.grid_net(depth, width, dtype)
     skip_if_unavailable(impl, net, batch)
@@ -85,7 +85,7 @@ def grid_rates():
     ``floor_fraction``. Short timings: this feeds the ``track_`` benchmarks, whose history
     asv plots; ``time_step`` is the careful measurement.
     """
-    from bpbench.compare import run_grid
+    from bpbench.bench.compare import run_grid
 
     frame = run_grid(IMPLS, DEPTHS, BATCHES, WIDTH, DTYPE, progress=False,
                      timing={"warmup": 1, "min_time": 0.05, "min_repeats": 5, "max_time": 0.3})
@@ -119,7 +119,7 @@ def target_problem(depth, dtype=DTYPE):
 
 def target_skip(impl):
     """Why ``impl`` is not run to the target here, or None."""
-    from bpbench import points
+    from bpbench.bench import points
 
     if impl == "torch":
         return "bpbench.train drives bpbench implementations; the PyTorch peer is timed per step"
@@ -133,7 +133,8 @@ def train_to_target(impl, net, X, y, batch):
 
     Raises RuntimeError when the target is not reached in TARGET_MAX_EPOCHS epochs.
     """
-    from bpbench import points, train
+    from bpbench import train
+    from bpbench.bench import points
 
     model = points.make_model(impl, net, net.init(seed=0))
     history = train(model, X, y, lr=TARGET_LR, epochs=TARGET_MAX_EPOCHS, batch_size=batch,
@@ -186,7 +187,7 @@ def compile_args(impl, depth, batch):
     if impl == "torch":
         raise NotImplementedError("PyTorch eager compiles nothing; the compile benchmark is for "
                                   "bpbench implementations")
-    from bpbench import points
+    from bpbench.bench import points
 
     net = points.grid_net(depth, WIDTH, DTYPE)
     skip_if_unavailable(impl, net, batch)
@@ -201,7 +202,7 @@ def first_step_seconds(cache, impl, net, batch, *, warm):
     """
     import os
 
-    from bpbench.compile_cost import compile_cost
+    from bpbench.bench.compile_cost import compile_cost
 
     folder = os.path.join(cache, impl)
     if warm:
@@ -214,7 +215,7 @@ def first_step_seconds(cache, impl, net, batch, *, warm):
 
 
 def reset_peak_rss():
-    """:func:`bpbench.points.reset_peak_rss` (setup's peaks forgotten before a peakmem_ call)."""
-    from bpbench import points
+    """:func:`bpbench.bench.points.reset_peak_rss`: forget setup's peaks before a peakmem_ call."""
+    from bpbench.bench import points
 
     return points.reset_peak_rss()

@@ -23,7 +23,15 @@ __all__ = [
 ]
 
 
-# Imported, not wrapped: importing the submodule bpbench.fastest would otherwise replace a
-# wrapper function of the same name on the package with the module (after its first call).
-# Cheap: it imports neither Numba nor CUDA.
-from .fastest import fastest  # noqa: E402
+def __getattr__(name):
+    # bpbench.fastest lives with the measuring tools (bpbench.bench.selection), which
+    # ``import bpbench`` does not load: it is imported on first use
+    if name == "fastest":
+        from .bench.selection import fastest
+
+        return fastest
+    raise AttributeError(f"module 'bpbench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"fastest"})

@@ -1,4 +1,8 @@
-"""Command line: ``bpbench list | validate | train | compare | report | fastest``.
+"""Command line: ``bpbench list | validate | train | compare | report | fastest | gpu-check``.
+
+The top layer: it imports the contract and the measuring tools (:mod:`bpbench.bench`), and
+nothing imports it. Options are typed (:mod:`bpbench.bench.argtypes`), so a bad value is an
+argparse usage error naming the option before anything runs.
 
 Every error prints one line (``bpbench: error: ...``) and exits non-zero; set
 ``BPBENCH_DEBUG=1`` to see the traceback instead.
@@ -10,24 +14,17 @@ import argparse
 import os
 import sys
 
+from .bench.argtypes import (
+    finite_float,
+    name_list,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    positive_int_list,
+)
+
 EXIT_DISAGREE = 1
 EXIT_ERROR = 2
-
-
-def int_list(text):
-    """argparse type: "1,16,256" -> [1, 16, 256]."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one int")
-    return values
-
-
-def name_list(text):
-    """argparse type: "numpy,numba" -> ["numpy", "numba"]."""
-    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 # ---------------------------------------------------------------------------- list
@@ -73,7 +70,8 @@ def cmd_validate(args):
                   .to_string(index=False))
         return EXIT_DISAGREE
     print(f"\nall {len(frame)} comparisons within bounds "
-          f"({frame['case'].nunique()} cases, implementations: {', '.join(frame['impl'].unique())})")
+          f"({frame['case'].nunique()} cases, "
+          f"implementations: {', '.join(frame['impl'].unique())})")
     return 0
 
 
@@ -139,22 +137,26 @@ def build_parser():
     p.add_argument("--impl", default="numpy", help="implementation name (default: numpy)")
     p.add_argument("--dataset", choices=["spirals", "sine"], default="spirals",
                    help="two-spiral classification or sine regression (default: spirals)")
-    p.add_argument("--samples", type=int, default=1000, help="dataset size (default: 1000)")
-    p.add_argument("--hidden", type=int_list, default=[64, 64],
+    p.add_argument("--samples", type=positive_int, default=1000,
+                   help="dataset size (default: 1000)")
+    p.add_argument("--hidden", type=positive_int_list, default=[64, 64],
                    help="hidden widths, comma-separated (default: 64,64)")
     p.add_argument("--activation", default="tanh", help="hidden activation (default: tanh)")
-    p.add_argument("--dtype", default="float64", help="float32 or float64 (default: float64)")
-    p.add_argument("--epochs", type=int, default=300, help="maximum epochs (default: 300)")
-    p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: 0.1)")
-    p.add_argument("--target-loss", type=float, default=None,
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
+                   help="float32 or float64 (default: float64)")
+    p.add_argument("--epochs", type=positive_int, default=300, help="maximum epochs (default: 300)")
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="mini-batch size (default: 32)")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="learning rate (default: 0.1)")
+    p.add_argument("--target-loss", type=finite_float, default=None,
                    help="stop once the epoch loss is at or below this")
-    p.add_argument("--seed", type=int, default=0, help="seed for data, init and shuffling")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed for data, init and shuffling")
     p.add_argument("--verbose", "-v", action="store_true", help="print the loss of every epoch")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    from . import compare, report
+    from .bench import compare, gpu_check, report, selection
     p = sub.add_parser("compare", help="time every available implementation on a grid, "
                        "side by side, and print the table (the main job)")
     compare.add_arguments(p)
@@ -164,12 +166,15 @@ def build_parser():
     report.add_arguments(p)
     p.set_defaults(func=report.run)
 
-    # `from . import fastest` would give the function bpbench.fastest, not the module
-    from .fastest import add_arguments as fastest_arguments, run as fastest_run
     p = sub.add_parser("fastest", help="the fastest implementation here for a shape "
                        "(measured once, cached); --clear forgets the cache")
-    fastest_arguments(p)
-    p.set_defaults(func=fastest_run)
+    selection.add_arguments(p)
+    p.set_defaults(func=selection.run)
+
+    p = sub.add_parser("gpu-check", help="validate cuda on the GPU, then time it beside the CPU "
+                       "implementations and PyTorch on CUDA (--smoke: on the simulator)")
+    gpu_check.add_arguments(p)
+    p.set_defaults(func=gpu_check.run)
     return parser
 
 

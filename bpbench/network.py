@@ -1,4 +1,4 @@
-"""The network spec: layer widths, activations, loss, dtype; and its deterministic initialisation."""
+"""The network spec: layer widths, activations, loss, dtype; and its deterministic init."""
 
 from __future__ import annotations
 
@@ -42,10 +42,12 @@ class Network:
 
     def __init__(self, sizes, activation="relu", loss="cross_entropy", dtype="float64"):
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
-            raise ValueError(f"sizes must be a sequence of layer widths like (64, 128, 10), got {sizes!r}")
+            raise ValueError("sizes must be a sequence of layer widths like (64, 128, 10), "
+                             f"got {sizes!r}")
         sizes = tuple(sizes)
         if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least two entries (input and output width), got {sizes!r}")
+            raise ValueError("sizes needs at least two entries (input and output width), "
+                             f"got {sizes!r}")
         for s in sizes:
             if not _is_int(s) or s < 1:
                 raise ValueError(f"sizes must hold positive ints, got {s!r} in {sizes!r}")
@@ -64,7 +66,8 @@ class Network:
                     f"activation: got {len(activations)} names for {depth} hidden layers; "
                     "give one name, or one per hidden layer")
         else:
-            raise ValueError(f"activation must be a name or a sequence of names, got {activation!r}")
+            raise ValueError("activation must be a name or a sequence of names, "
+                             f"got {activation!r}")
         for a in names:
             if not isinstance(a, str) or a not in ACTIVATIONS:
                 raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {a!r}")
@@ -120,7 +123,7 @@ class Network:
         return [((i, o), (o,)) for i, o in self._layer_widths()]
 
     def step_flops(self, batch_size):
-        """Floating-point operations of the matrix products of one SGD step, ``6*B*sum(n_in*n_out)``.
+        """FLOPs of the matrix products of one SGD step, ``6*B*sum(n_in*n_out)``.
 
         Forward X@W (2BNM), weight gradient H^T@dZ (2BNM), input gradient dZ@W^T (2BNM);
         everything else (bias, activation, loss, update) is O(B*N) and not counted.

@@ -14,11 +14,11 @@ from .interface import Implementation
 
 #: built-in name -> (import target, the pip package that provides what it imports)
 BUILTINS = {
-    "naive": ("impls.naive:NaiveImplementation", None),
-    "numpy": ("impls.numpy_vec:NumpyImplementation", None),
-    "numba": ("impls.numba_serial:NumbaImplementation", "numba"),
-    "numba_parallel": ("impls.numba_parallel:NumbaParallelImplementation", "numba"),
-    "cuda": ("impls.numba_cuda:CudaImplementation", "numba-cuda"),
+    "naive": ("bpbench.impls.naive:NaiveImplementation", None),
+    "numpy": ("bpbench.impls.numpy_vectorised:NumpyImplementation", None),
+    "numba": ("bpbench.impls.numba_serial:NumbaImplementation", "numba"),
+    "numba_parallel": ("bpbench.impls.numba_parallel:NumbaParallelImplementation", "numba"),
+    "cuda": ("bpbench.impls.numba_cuda:CudaImplementation", "numba-cuda"),
 }
 
 ENTRY_POINT_GROUP = "bpbench.impls"

@@ -21,7 +21,7 @@ def _optional_real(value, name):
 
 
 class DivergenceError(FloatingPointError, ValueError):
-    """Training produced a non-finite loss. Also a ValueError: the usual cause is too large an lr."""
+    """Training produced a non-finite loss; also a ValueError (usually the lr is too large)."""
 
 
 class History(list):
@@ -52,7 +52,8 @@ def train(model, X, y, lr=0.1, epochs=100, batch_size=32, seed=0, *, target_loss
     called after each epoch; returning True stops training.
     """
     if not isinstance(model, Implementation):
-        raise ValueError(f"model must be a bpbench implementation instance, got {type(model).__name__}")
+        raise ValueError("model must be a bpbench implementation instance, "
+                         f"got {type(model).__name__}")
     X, y = check_batch(model.net, X, y)
     lr = check_lr(lr)
     epochs = check_positive_int(epochs, "epochs")

@@ -1,8 +1,8 @@
 """CUDA kernels of the ``cuda`` implementation (Numba ``@cuda.jit``), and their launch table.
 
-Host glue lives in :mod:`impls.numba_cuda`; this module holds only device code, the constants
-that shape it, and :func:`signatures`, the one table of argument types the host launches with
-(the PTX test compiles exactly these, so the two cannot drift).
+Host glue lives in :mod:`bpbench.impls.numba_cuda`; this module holds only device code, the
+constants that shape it, and :func:`signatures`, the one table of argument types the host launches
+with (the PTX test compiles exactly these, so the two cannot drift).
 
 Layout: every matrix is C-contiguous, rows are samples (B) or a weight's input units (N).
 
@@ -37,6 +37,8 @@ import math
 
 from numba import cuda, types
 
+from bpbench.codes import IDENTITY, RELU, SIGMOID, TANH
+
 #: threads per block side of the matrix products, and the inner-dimension step
 TILE = 16
 #: each thread computes a MICRO x MICRO micro-tile of the output
@@ -58,12 +60,15 @@ LOSS_THREADS = 256
 #: threads per block side of the row-gather kernel
 GATHER_TILE = 16
 
-#: activation codes passed to the kernels (IDENTITY: the affine output layer)
-IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
-ACTIVATION_CODES = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+#: what the kernels dispatch on (codes from :mod:`bpbench.codes`, shared with every kernel);
+#: the host refuses any other before launching (:func:`bpbench.codes.require`)
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+LOSSES = ("mse", "cross_entropy")
 
 
 # ---------------------------------------------------------------------- device helpers
+# Device code cannot raise: an unknown code (which the host never launches with) gives NaN,
+# written (x - x) / (x - x) so that it stays in x's dtype, and the loss read back is NaN.
 @cuda.jit(device=True, inline=True)
 def _activate(z, act, zero, one):
     """f(z) for the activation code ``act``; zero and one are constants of z's dtype."""
@@ -73,7 +78,9 @@ def _activate(z, act, zero, one):
         return math.tanh(z)
     if act == SIGMOID:
         return one / (one + math.exp(-z))
-    return z
+    if act == IDENTITY:
+        return z
+    return (z - z) / (z - z)
 
 
 @cuda.jit(device=True, inline=True)
@@ -85,7 +92,9 @@ def _derivative(a, act, zero, one):
         return one - a * a
     if act == SIGMOID:
         return a * (one - a)
-    return one
+    if act == IDENTITY:
+        return one
+    return (a - a) / (a - a)
 
 
 @cuda.jit(device=True, inline=True)
@@ -403,6 +412,9 @@ def cross_entropy_grad(out, y, delta, loss, slot):
         for k in range(classes):
             s += math.exp(out[r, k] - m)
         label = y[r]
+        if label < 0 or label >= classes:  # never read outside the row: a NaN loss instead
+            total += (s - s) / (s - s)
+            label = 0
         # log(s) - (out[y] - m): two small terms, so float32 loses nothing at logits of 1e4
         # (m + log(s) - out[y] would cancel two numbers near m)
         total += math.log(s) - (out[r, label] - m)
@@ -446,19 +458,30 @@ def gather_rows(src, order, dst):
 
     Grid: (ceil(R / GATHER_TILE), ceil(C / GATHER_TILE)) blocks of (GATHER_TILE, GATHER_TILE),
     threadIdx.x along the columns so that reads and writes of one row are coalesced.
+    Bounds-safe: a row index outside src (which the host refuses) gathers NaN, never memory
+    outside src.
     """
     i = cuda.blockIdx.x * GATHER_TILE + cuda.threadIdx.y
     j = cuda.blockIdx.y * GATHER_TILE + cuda.threadIdx.x
     if i < dst.shape[0] and j < dst.shape[1]:
-        dst[i, j] = src[order[i], j]
+        k = order[i]
+        if 0 <= k < src.shape[0]:
+            dst[i, j] = src[k, j]
+        else:
+            v = src[0, j]
+            dst[i, j] = (v - v) / (v - v)
 
 
 @cuda.jit
 def gather_labels(src, order, dst):
-    """dst[i] = src[order[i]]; src (N,) int64, order (R,) int64, dst (R,) int64. 1-D grid."""
+    """dst[i] = src[order[i]]; src (N,) int64, order (R,) int64, dst (R,) int64. 1-D grid.
+
+    Bounds-safe: a row index outside src gathers -1, which the loss kernel turns into NaN.
+    """
     i = cuda.grid(1)
     if i < dst.shape[0]:
-        dst[i] = src[order[i]]
+        k = order[i]
+        dst[i] = src[k] if 0 <= k < src.shape[0] else -1
 
 
 # ---------------------------------------------------------------------- launch table

@@ -1,7 +1,7 @@
 """Host glue shared by ``numba`` and ``numba_parallel``: flat buffers in, one kernel call per step.
 
-The instance keeps every parameter in one flat array (see :mod:`impls._numba_kernels` for the
-layout), a gradient array of the same layout, and one workspace sized for the largest batch seen
+The instance keeps every parameter in one flat array (see :mod:`bpbench.impls._numba_kernels` for
+the layout), a gradient array of the same layout, and one workspace sized for the largest batch seen
 so far (allocated when a larger batch arrives, reused for every smaller one). ``step``,
 ``loss_and_grads``, ``forward`` and a whole epoch are each a single call of one compiled entry
 point; nothing is allocated per step. The two public classes differ only in which entry point
@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from bpbench import codes
 from bpbench.interface import Implementation
 
 from . import _numba_kernels as K
@@ -79,16 +80,17 @@ class NumbaBase(Implementation):
 
     def _load_params(self, params):
         net = self.net
+        codes.require(self.name, net, K.ACTIVATIONS, K.LOSSES)
         self._sizes = np.array(net.sizes, dtype=np.int64)
         # one code per layer; the output layer's entry is ignored (it is affine)
-        self._codes = np.array([K.ACTIVATION_CODES[a] for a in net.activations] + [0],
-                               dtype=np.int64)
-        self._loss_code = K.LOSS_CODES[net.loss]
+        self._codes = np.array([codes.ACTIVATION_CODES[a] for a in net.activations]
+                               + [codes.IDENTITY], dtype=np.int64)
+        self._loss_code = codes.LOSS_CODES[net.loss]
         self._offs = K.param_offsets(net.sizes)
         self._theta = np.empty(self._offs[-1], dtype=net.dtype)
         self._grads = np.zeros_like(self._theta)
         self._views = self._layers(self._theta)
-        for (Wv, bv), (W, b) in zip(self._views, params):
+        for (Wv, bv), (W, b) in zip(self._views, params, strict=True):
             Wv[...] = W
             bv[...] = b
         # the target array a loss does not use: empty, so both losses share one specialisation
@@ -120,7 +122,7 @@ class NumbaBase(Implementation):
         return self._views
 
     def _to_device(self, X, y):
-        if self._loss_code == K.MSE:
+        if self._loss_code == codes.MSE:
             return X, self._no_idx, y
         return X, y, self._no_Y
 
@@ -161,7 +163,7 @@ class NumbaBase(Implementation):
 
     def _run_epoch(self, X, y, order, batch_size, lr):
         """The whole epoch in one compiled call: the same kernel and batches as the Python loop."""
-        if self._loss_code == K.MSE:
+        if self._loss_code == codes.MSE:
             y_idx, Y = self._no_idx, y
         else:
             y_idx, Y = y, self._no_Y

@@ -54,13 +54,12 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-RELU, TANH, SIGMOID = 0, 1, 2
-MSE, CROSS_ENTROPY = 0, 1
+from bpbench.codes import CROSS_ENTROPY, MSE, RELU, SIGMOID, TANH
 
-#: activation name -> code passed to the kernels
-ACTIVATION_CODES = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
-#: loss name -> code passed to the kernels
-LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
+#: what the kernels dispatch on (codes from :mod:`bpbench.codes`, shared with every kernel);
+#: the host refuses any other (:func:`bpbench.codes.require`), and the dispatch raises on one
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+LOSSES = ("mse", "cross_entropy")
 
 #: what the entry point does per batch
 MODE_GRADS, MODE_STEP, MODE_FORWARD = 0, 1, 2
@@ -91,7 +90,7 @@ def act_offset(sizes, batch_size, layer):
 def param_offsets(sizes):
     """Start of each layer's W in the flat parameter array, plus the total (host side)."""
     offs = [0]
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         offs.append(offs[-1] + n_in * n_out + n_out)
     return offs
 
@@ -100,8 +99,8 @@ def param_offsets(sizes):
 def _weights(theta, sizes, layer):
     """(W (n_in, n_out), b (n_out,)) views of layer ``layer`` in a flat parameter array."""
     o = 0
-    for l in range(layer):
-        o += sizes[l] * sizes[l + 1] + sizes[l + 1]
+    for k in range(layer):
+        o += sizes[k] * sizes[k + 1] + sizes[k + 1]
     n_in, n_out = sizes[layer], sizes[layer + 1]
     W = theta[o:o + n_in * n_out].reshape((n_in, n_out))
     b = theta[o + n_in * n_out:o + n_in * n_out + n_out]
@@ -112,8 +111,8 @@ def _weights(theta, sizes, layer):
 def _act_view(ws, sizes, B, layer):
     """(B, sizes[layer]) view of layer ``layer``'s values (0: the batch's inputs)."""
     o = 0
-    for l in range(layer):
-        o += B * sizes[l]
+    for k in range(layer):
+        o += B * sizes[k]
     return ws[o:o + B * sizes[layer]].reshape((B, sizes[layer]))
 
 
@@ -121,8 +120,8 @@ def _act_view(ws, sizes, B, layer):
 def _tail_offset(ws, sizes, B):
     """Start of the delta buffers: after every layer's values."""
     o = 0
-    for l in range(len(sizes)):
-        o += B * sizes[l]
+    for k in range(len(sizes)):
+        o += B * sizes[k]
     return o
 
 
@@ -130,8 +129,8 @@ def _tail_offset(ws, sizes, B):
 def _delta_view(ws, sizes, B, which, width):
     """(B, width) view of ping-pong delta buffer ``which`` (0 or 1)."""
     maxw = 0
-    for l in range(len(sizes)):
-        maxw = max(maxw, sizes[l])
+    for k in range(len(sizes)):
+        maxw = max(maxw, sizes[k])
     o = _tail_offset(ws, sizes, B) + which * B * maxw
     return ws[o:o + B * width].reshape((B, width))
 
@@ -140,8 +139,8 @@ def _delta_view(ws, sizes, B, which, width):
 def _target_view(ws, sizes, B):
     """(B, K) view of the batch's mse targets, after the two delta buffers."""
     maxw = 0
-    for l in range(len(sizes)):
-        maxw = max(maxw, sizes[l])
+    for k in range(len(sizes)):
+        maxw = max(maxw, sizes[k])
     K = sizes[len(sizes) - 1]
     o = _tail_offset(ws, sizes, B) + 2 * B * maxw
     return ws[o:o + B * K].reshape((B, K))
@@ -155,7 +154,9 @@ def _derivative(a, one, code):
         return one if a > 0 else one - one
     if code == TANH:
         return one - a * a
-    return a * (one - a)
+    if code == SIGMOID:
+        return a * (one - a)
+    raise ValueError("unknown activation code")
 
 
 @_helper
@@ -174,9 +175,11 @@ def _bias_activate_row(z, b, code, activate):
     elif code == TANH:
         for j in range(n):
             z[j] = np.tanh(z[j] + b[j])
-    else:
+    elif code == SIGMOID:
         for j in range(n):
             z[j] = one / (one + np.exp(-(z[j] + b[j])))
+    else:
+        raise ValueError("unknown activation code")
 
 
 @_helper
@@ -191,9 +194,11 @@ def _times_derivative_row(d, a, code):
     elif code == TANH:
         for j in range(n):
             d[j] *= one - a[j] * a[j]
-    else:
+    elif code == SIGMOID:
         for j in range(n):
             d[j] *= a[j] * (one - a[j])
+    else:
+        raise ValueError("unknown activation code")
 
 
 @_helper
@@ -365,8 +370,7 @@ def _gemm(A, trans_a, B, trans_b, C, alpha, beta):
 # ---------------------------------------------------------------------- layers
 def _affine(H, W, b, Z, code, activate, use_blas):
     """Z = f(H @ W + b). H (B, n_in), W (n_in, n_out), b (n_out,), Z (B, n_out)."""
-    B, n_in = H.shape
-    n_out = W.shape[1]
+    B = H.shape[0]
     if use_blas:
         _gemm(H, False, W, False, Z, 1.0, 0.0)
         # serial on purpose: BLAS owns the cores here (see "Threads" in the module docstring)
@@ -399,6 +403,8 @@ def _output_delta(out, y_idx, Y, loss_code, delta, rowloss):
         for i in range(B):
             total += rowloss[i]
         return total / (B * K)
+    if loss_code != CROSS_ENTROPY:
+        raise ValueError("unknown loss code")
     inv_b = 1.0 / B
     for i in range(B):
         m = out[i, 0]
@@ -504,18 +510,29 @@ def _backward_blas(H, dZ, W, b, dW, db, dH, code_below, need_dh, lr, mode):
 
 
 def _gather(X_all, y_all, Y_all, order, start, Xb, yb, Yb, loss_code, mode):
-    """Copy the batch's rows order[start:start+B] of X_all (and its targets) into Xb/yb/Yb."""
+    """Copy the batch's rows order[start:start+B] of X_all (and its targets) into Xb/yb/Yb.
+
+    Bounds-safe whatever the caller checked: a row index outside X_all, or a class index
+    outside the output layer, raises instead of reading (or later indexing) out of bounds.
+    """
     B, n_in = Xb.shape
+    n_rows = X_all.shape[0]
+    K = Yb.shape[1]
     for r in range(B):
         src = order[start + r]
+        if src < 0 or src >= n_rows:
+            raise IndexError("order holds a row index outside X")
         for c in range(n_in):
             Xb[r, c] = X_all[src, c]
         if mode != MODE_FORWARD:
             if loss_code == MSE:
-                for c in range(Yb.shape[1]):
+                for c in range(K):
                     Yb[r, c] = Y_all[src, c]
             else:
-                yb[r] = y_all[src]
+                label = y_all[src]
+                if label < 0 or label >= K:
+                    raise IndexError("y holds a class index outside the output layer")
+                yb[r] = label
 
 
 _gather_serial = njit(fastmath=FASTMATH, nogil=True)(_gather)
@@ -617,13 +634,15 @@ _gather_p, _affine_p, _delta_p, _small_p, _blas_p = (
 def run_serial(theta, grads, sizes, codes, loss_code, X_all, y_all, Y_all, order, batch_size,
                lr, mode, ws, yb, rowloss, losses, blas_min):
     """Serial entry point; arguments as :func:`_run` after the kernels."""
-    _run(_gather_s, _affine_s, _delta_s, _small_s, _blas_s, theta, grads, sizes, codes, loss_code, X_all, y_all, Y_all, order, batch_size, lr, mode, ws,
-         yb, rowloss, losses, blas_min)
+    _run(_gather_s, _affine_s, _delta_s, _small_s, _blas_s, theta, grads, sizes, codes,
+         loss_code, X_all, y_all, Y_all, order, batch_size, lr, mode, ws, yb, rowloss, losses,
+         blas_min)
 
 
 @njit(cache=True, fastmath=FASTMATH, nogil=True)
 def run_parallel(theta, grads, sizes, codes, loss_code, X_all, y_all, Y_all, order,
                  batch_size, lr, mode, ws, yb, rowloss, losses, blas_min):
     """Parallel entry point (its kernels' prange loops use Numba's thread pool)."""
-    _run(_gather_p, _affine_p, _delta_p, _small_p, _blas_p, theta, grads, sizes, codes, loss_code, X_all, y_all, Y_all, order, batch_size, lr, mode, ws,
-         yb, rowloss, losses, blas_min)
+    _run(_gather_p, _affine_p, _delta_p, _small_p, _blas_p, theta, grads, sizes, codes,
+         loss_code, X_all, y_all, Y_all, order, batch_size, lr, mode, ws, yb, rowloss, losses,
+         blas_min)

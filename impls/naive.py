@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 
+from bpbench import codes
 from bpbench.interface import Implementation
-
 
 # ---------------------------------------------------------------- activations f(z) and f'(z)
 # Derivatives here are written in terms of the pre-activation z (the reference writes them in
@@ -103,6 +103,7 @@ class NaiveImplementation(Implementation):
 
     # ------------------------------------------------ parameters in and out
     def _load_params(self, params):
+        codes.require(self.name, self.net, ACTIVATION, LOSS)
         self.W = [W.tolist() for W, _ in params]
         self.b = [b.tolist() for _, b in params]
 

@@ -6,13 +6,13 @@ loss kernel, then per layer one input-gradient kernel and one weight-gradient ke
 epilogue applies the SGD update (3 launches per layer in all); the only host round trip is
 reading back the loss scalar. A product whose output has too few tiles to fill the GPU (small
 batches; a narrow layer's weight gradient over a large batch) is split along its inner dimension
-inside the same launch (split-K, see :mod:`impls._cuda_kernels`); ``_split`` decides how far.
-``loss_and_grads``, ``forward`` and ``params`` copy back just what they return. ``run_epoch``
+inside the same launch (split-K, see :mod:`bpbench.impls._cuda_kernels`); ``_split`` decides how
+far. ``loss_and_grads``, ``forward`` and ``params`` copy back just what they return. ``run_epoch``
 uploads the whole dataset once, permutes it on the device, and reads back the epoch's losses
 once at the end.
 
-The kernels are in :mod:`impls._cuda_kernels`. Importing this module imports neither Numba nor
-CUDA: that happens when the class is first checked or used.
+The kernels are in :mod:`bpbench.impls._cuda_kernels`. Importing this module imports neither Numba
+nor CUDA: that happens when the class is first checked or used.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from bpbench import codes
 from bpbench.interface import Implementation
 
 #: how many batch sizes keep their device buffers at once (bounded memory)
@@ -29,7 +30,7 @@ _MAX_PLANS = 8
 
 def _kernels():
     """The kernels module, imported on first use (imports numba.cuda)."""
-    from impls import _cuda_kernels
+    from . import _cuda_kernels
     return _cuda_kernels
 
 
@@ -95,13 +96,13 @@ class _Plan:
                 tickets = max(tickets, grid[0] * grid[1])
             return _launcher(kernel, grid + (nsplit,), (K.TILE, K.TILE), simulated), nsplit
 
-        # layer l maps sizes[l] -> sizes[l + 1]
-        self.forward = [product(K.forward_layer, batch_size, sizes[l + 1], sizes[l])
-                        for l in range(L)]
-        self.input_grad = [product(K.input_grad, batch_size, sizes[l], sizes[l + 1])
-                           for l in range(L)]
-        self.weight_grad = [product(K.weight_grad, sizes[l], sizes[l + 1], batch_size)
-                            for l in range(L)]
+        # layer k maps sizes[k] -> sizes[k + 1]
+        self.forward = [product(K.forward_layer, batch_size, sizes[k + 1], sizes[k])
+                        for k in range(L)]
+        self.input_grad = [product(K.input_grad, batch_size, sizes[k], sizes[k + 1])
+                           for k in range(L)]
+        self.weight_grad = [product(K.weight_grad, sizes[k], sizes[k + 1], batch_size)
+                            for k in range(L)]
         self.work = cuda.device_array(work, dt)
         self.tickets = cuda.to_device(np.zeros(tickets, np.int32))  # the kernels keep them 0
         if net.loss == "cross_entropy":
@@ -120,11 +121,16 @@ class CudaImplementation(Implementation):
     @classmethod
     def availability(cls):
         """None on a CUDA GPU or under the simulator; else why not and both ways to fix it."""
+        install = ("install the GPU extra that matches the driver's CUDA version: "
+                   "pip install 'bpbench[cuda13]' (or [cuda12])")
         try:
             from numba import config, cuda
         except ImportError as exc:
-            return (f"numba-cuda is not importable ({exc}); install it with "
-                    "`pip install numba-cuda[cu13]`")
+            return f"numba-cuda is not importable ({exc}); {install}"
+        if "numba_cuda" not in (getattr(cuda, "__file__", "") or ""):
+            # Numba's own, deprecated CUDA target answers to the same name: not this one
+            return (f"numba.cuda is Numba's deprecated built-in CUDA target, not numba-cuda; "
+                    f"{install}")
         if config.ENABLE_CUDASIM:
             return None
         if cuda.is_available():
@@ -145,7 +151,8 @@ class CudaImplementation(Implementation):
         self._K = _kernels()
         net = self.net
         self._scalar = net.dtype.type  # lr arrives as a Python float: cast it per dtype
-        self._acts = [self._K.ACTIVATION_CODES[a] for a in net.activations]
+        codes.require(self.name, net, self._K.ACTIVATIONS, self._K.LOSSES)
+        self._acts = [codes.ACTIVATION_CODES[a] for a in net.activations]
         self._W = [cuda.to_device(W) for W, _ in params]
         self._b = [cuda.to_device(b) for _, b in params]
         self._grads = None  # (dW, db) device buffers, made by the first loss_and_grads
@@ -163,7 +170,7 @@ class CudaImplementation(Implementation):
         return plan
 
     def _get_params(self):
-        return [(W.copy_to_host(), b.copy_to_host()) for W, b in zip(self._W, self._b)]
+        return [(W.copy_to_host(), b.copy_to_host()) for W, b in zip(self._W, self._b, strict=True)]
 
     def _to_device(self, X, y):
         return self._cuda.to_device(X), self._cuda.to_device(y)
@@ -178,7 +185,7 @@ class CudaImplementation(Implementation):
         last = self.net.n_layers - 1
         for layer in range(self.net.n_layers):
             z = plan.acts[layer + 1]
-            act = self._acts[layer] if layer < last else self._K.IDENTITY
+            act = self._acts[layer] if layer < last else codes.IDENTITY
             launch, nsplit = plan.forward[layer]
             launch(h, self._W[layer], self._b[layer], z, act, plan.work, plan.tickets, nsplit)
             h = z
@@ -216,7 +223,7 @@ class CudaImplementation(Implementation):
         if self._grads is None:
             cuda = self._cuda
             self._grads = [(cuda.device_array_like(W), cuda.device_array_like(b))
-                           for W, b in zip(self._W, self._b)]
+                           for W, b in zip(self._W, self._b, strict=True)]
         plan = self._plan(X.shape[0])
         self._run_backward(X, y, plan, plan.loss, 0)
         grads = [(dW.copy_to_host(), db.copy_to_host()) for dW, db in self._grads]

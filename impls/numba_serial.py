@@ -1,11 +1,11 @@
 """``numba``: the whole SGD step as one ``@njit`` call on one thread (BLAS for large products).
 
 Parameters live in one flat array; forward, loss, backward and update run in a single compiled
-call with no Python between layers and no allocation per step (:mod:`impls._numba_host`). Small
-batches use fused hand loops, large ones BLAS gemm inside the kernel (:mod:`impls._numba_kernels`).
-Everything runs on the calling thread: Numba's loops have no prange, and the BLAS calls inside
-the step are limited to one thread (OpenBLAS's thread-local setting, for the duration of the
-call; see :func:`impls._numba_host.blas_thread_setter`).
+call with no Python between layers and no allocation per step (:mod:`bpbench.impls._numba_host`).
+Small batches use fused hand loops, large ones BLAS gemm inside the kernel
+(:mod:`bpbench.impls._numba_kernels`). Everything runs on the calling thread: Numba's loops have no
+prange, and the BLAS calls inside the step are limited to one thread (OpenBLAS's thread-local
+setting, for the duration of the call; see :func:`bpbench.impls._numba_host.blas_thread_setter`).
 """
 
 from __future__ import annotations

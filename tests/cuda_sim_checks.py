@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import bpbench  # noqa: E402
 from bpbench import reference  # noqa: E402
-from impls import _cuda_kernels as K  # noqa: E402
+from bpbench.impls import _cuda_kernels as K  # noqa: E402
 
 BOUND = {"float64": 1e-10, "float32": 1e-4}
 
@@ -123,7 +123,8 @@ def check_sgd_matches_numpy(dtype, epoch):
         hn = bpbench.train(numpy_model, X, y, lr=0.1, epochs=1, batch_size=2, seed=7)
         n_total += 3  # 5 rows in batches of 2: 3 steps in the epoch
         assert abs(hc[0] - hn[0]) <= bound * n_total * abs(hn[0]), f"epoch loss {hc} vs {hn}"
-    for layer, ((W, b), (Wn, bn)) in enumerate(zip(cuda_model.params(), numpy_model.params())):
+    pairs = zip(cuda_model.params(), numpy_model.params(), strict=True)
+    for layer, ((W, b), (Wn, bn)) in enumerate(pairs):
         for name, g, r in (("W", W, Wn), ("b", b, bn)):
             e = rel_err(g, r)
             assert e <= bound * n_total, f"layer {layer} {name} after {n_total} steps: {e:.2e}"

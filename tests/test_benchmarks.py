@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from bpbench import report
+from bpbench.bench import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASV = [sys.executable, "-m", "asv"]
@@ -83,7 +83,7 @@ def test_setup_peaks_are_forgotten_before_a_peakmem_call():
     # launching process's peak RSS into a child's ru_maxrss (vfork + exec), and pytest's is big.
     code = (
         "import resource, numpy as np\n"
-        "from bpbench import points\n"
+        "from bpbench.bench import points\n"
         "rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
         "big = np.ones(40_000_000)\n"  # 320 MB, freed: a transient peak of setup
         "del big\n"
@@ -103,7 +103,7 @@ def test_setup_peaks_are_forgotten_before_a_peakmem_call():
 def test_suite_names_every_contestant():
     # benchmarks/common.py writes the names out (cheap imports); they must match the library's
     from benchmarks import common
-    from bpbench import points
+    from bpbench.bench import points
 
     assert common.IMPLS == list(points.CONTESTANTS)
     assert set(points.contestants()) >= set(common.IMPLS)

@@ -4,16 +4,14 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-
 from bpbench import cli, registry
-from impls.numpy_vec import NumpyImplementation
+from bpbench.impls.numpy_vectorised import NumpyImplementation
 
 
 def run_cli(*args):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]))
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+         os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "bpbench", *args], capture_output=True,
                           text=True, env=env, timeout=300)
 
@@ -62,24 +60,20 @@ def test_validate_passes_for_numpy_and_fails_for_a_broken_implementation(monkeyp
         name = "wrong_sigmoid"
         description = "numpy with a wrong sigmoid derivative"
 
-        def _backward(self, X, y, buf, lr=None):
-            import impls.numpy_vec as mod
-            original = mod._times_derivative
+        def _load_params(self, params):
+            super()._load_params(params)
 
-            def wrong(name, delta, a):
-                if name == "sigmoid":
-                    delta *= a
-                else:
-                    original(name, delta, a)
-            mod._times_derivative = wrong
-            try:
-                return super()._backward(X, y, buf, lr)
-            finally:
-                mod._times_derivative = original
+            def wrong(delta, a):
+                delta *= a
+
+            self._times_derivative = [wrong if name == "sigmoid" else f for name, f in
+                                      zip(self.net.activations, self._times_derivative,
+                                          strict=True)]
 
     monkeypatch.setitem(registry.BUILTINS, "wrong_sigmoid", ("tests.test_cli:_unused", None))
     monkeypatch.setattr(registry, "_cache", {"wrong_sigmoid": (WrongSigmoid, None)})
-    assert cli.main(["validate", "--impls", "wrong_sigmoid", "--dtypes", "float64"]) == cli.EXIT_DISAGREE
+    argv = ["validate", "--impls", "wrong_sigmoid", "--dtypes", "float64"]
+    assert cli.main(argv) == cli.EXIT_DISAGREE
     out = capsys.readouterr().out
     assert "disagree" in out and "wrong_sigmoid" in out
 

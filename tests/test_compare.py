@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bpbench import compare, points
+from bpbench.bench import compare, points
 
 FAST = {"warmup": 1, "min_time": 0.01, "min_repeats": 3, "max_time": 0.1}
 

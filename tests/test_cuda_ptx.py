@@ -1,12 +1,13 @@
 """Every CUDA kernel compiles to PTX for compute capability 9.0 (H100/H200), no GPU needed.
 
-Compiles with the exact argument types the host launches (``impls._cuda_kernels.signatures``, the
-one table), for float32 and float64, then reads the PTX for what would hurt on hardware: local-
-memory traffic (``.local``: registers spilled, or a per-thread array the compiler could not keep in
-registers) and, in float32 kernels, float64 arithmetic (a Python float literal or a float64
-learning rate promoting the math); and, for the three matrix products, ptxas's own report (through
-nvJitLink) of registers and local memory, where real spills show. Needs NVVM (numba-cuda's ``cu13``
-extra): without it the tests skip with the reason, except under CI (env CI=true), where they fail.
+Compiles with the exact argument types the host launches
+(``bpbench.impls._cuda_kernels.signatures``, the one table), for float32 and float64, then reads the
+PTX for what would hurt on hardware: local-memory traffic (``.local``: registers spilled, or a
+per-thread array the compiler could not keep in registers) and, in float32 kernels, float64
+arithmetic (a Python float literal or a float64 learning rate promoting the math); and, for the
+three matrix products, ptxas's own report (through nvJitLink) of registers and local memory, where
+real spills show. Needs NVVM (numba-cuda's ``cu13`` extra): without it the tests skip with the
+reason, except under CI (env CI=true), where they fail.
 
 Runs in this process, which must not have the CUDA simulator on (the simulator does not compile);
 tests/test_cuda_sim.py keeps the simulator in its own subprocesses.
@@ -31,7 +32,7 @@ def _toolchain_problem():
     if config.ENABLE_CUDASIM:
         return "NUMBA_ENABLE_CUDASIM=1 is set: the simulator does not compile (run without it)"
     try:
-        from impls import _cuda_kernels as K
+        from bpbench.impls import _cuda_kernels as K
 
         cuda.compile_ptx(K.gather_labels.py_func, K.signatures("float32")["gather_labels"], cc=CC)
     except Exception as exc:  # NVVM missing shows up as several error types: report, not hide
@@ -47,7 +48,7 @@ if _PROBLEM:
 
 from numba import cuda  # noqa: E402
 
-from impls import _cuda_kernels as K  # noqa: E402
+from bpbench.impls import _cuda_kernels as K  # noqa: E402
 
 _F64_OP = re.compile(r"^\s*(?:@%p\d+\s+)?[a-z]+(?:\.[a-z0-9]+)*\.f64\b", re.MULTILINE)
 

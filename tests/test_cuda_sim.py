@@ -5,7 +5,7 @@ have imported Numba without it, so the checks (tests/cuda_sim_checks.py: agreeme
 float64 reference for both losses, every activation, both dtypes and widths crossing the tiles;
 SGD steps and an epoch against ``numpy``; logits of 1e4; bad input) run in subprocesses with
 ``NUMBA_ENABLE_CUDASIM=1``. Two processes share the checks, since the simulator runs every GPU
-thread in Python and is slow; ``python -m bpbench.gpu_check --smoke`` runs alongside them.
+thread in Python and is slow; ``python -m bpbench.bench.gpu_check --smoke`` runs alongside them.
 The test fails unless every check the script knows reports PASS:
 it cannot pass by running nothing. (Unavailability without GPU or simulator, with both remedies
 in the message, is tested in tests/test_registry.py.)
@@ -55,7 +55,7 @@ def simulator_runs(tmp_path_factory):
         "list": _start([str(SCRIPT), "--list"]),
         "groups": [_start([str(SCRIPT), *group]) for group in GROUPS],
         # the GPU check's own --smoke switches the simulator on itself: start it without
-        "smoke": _start(["-m", "bpbench.gpu_check", "--smoke", "--csv", str(csv_path)],
+        "smoke": _start(["-m", "bpbench.bench.gpu_check", "--smoke", "--csv", str(csv_path)],
                         simulate=False),
         "csv": csv_path,
     }
@@ -73,7 +73,7 @@ def test_cuda_on_the_simulator_agrees_with_reference_and_numpy(simulator_runs):
     known = out.split()
     assert sorted(known) == sorted(n for g in GROUPS for n in g), \
         f"GROUPS must cover every check in {SCRIPT.name}: {known}"
-    for group, proc in zip(GROUPS, simulator_runs["groups"]):
+    for group, proc in zip(GROUPS, simulator_runs["groups"], strict=True):
         rc, out = _finish(proc)
         assert rc == 0, f"simulator checks failed:\n{out}"
         passed = {line.split()[1] for line in out.splitlines() if line.startswith("PASS ")}
@@ -102,7 +102,7 @@ def test_cuda_is_listed_on_the_simulator():
 
 
 def test_importing_bpbench_and_the_cuda_module_imports_no_numba():
-    code = ("import sys, bpbench, impls.numba_cuda\n"
+    code = ("import sys, bpbench, bpbench.impls.numba_cuda\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'numba_cuda')))")
     rc, out = _finish(_start(["-c", code], simulate=False), timeout=120)
     assert rc == 0 and out.strip() == "[]", out

@@ -4,6 +4,7 @@ Races use small nets and the pure-Python and NumPy implementations only (no JIT 
 the tests stay fast); the choice logic is checked against a race whose outcome is fixed.
 """
 
+import importlib
 import json
 import os
 import subprocess
@@ -13,10 +14,9 @@ import time
 import pytest
 
 import bpbench
-import importlib
-
-fastest_mod = importlib.import_module("bpbench.fastest")
 from bpbench.interface import Implementation
+
+fastest_mod = importlib.import_module("bpbench.bench.selection")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,7 +62,7 @@ def test_a_new_process_answers_from_the_disk_cache(cache_dir):
     first = bpbench.fastest(NET, 8, candidates=PAIR).name
     # in a new process the race is replaced by an error: an answer must come from the file
     code = ("import importlib, bpbench\n"
-            "f = importlib.import_module('bpbench.fastest')\n"
+            "f = importlib.import_module('bpbench.bench.selection')\n"
             "def boom(*a):\n    raise AssertionError('raced again')\n"
             "f.race = boom\n"
             "net = bpbench.Network((16, 32, 4), dtype='float32')\n"

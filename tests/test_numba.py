@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 import bpbench
 from bpbench import reference
 from bpbench.interface import Implementation
-
-from conftest import require
 
 NAMES = ["numba", "numba_parallel"]
 BOUND = {"float64": 1e-10, "float32": 1e-4}
@@ -57,7 +56,7 @@ def test_epoch_fast_path_equals_the_python_loop(numba_impl, loss, batch_size, dt
     loop_losses = Implementation._run_epoch(loop, X, y, order, batch_size, 0.05)  # Python loop
     assert len(fast_losses) == -(-50 // batch_size)
     np.testing.assert_array_equal(fast_losses, loop_losses)
-    for (W1, b1), (W2, b2) in zip(fast.params(), loop.params()):
+    for (W1, b1), (W2, b2) in zip(fast.params(), loop.params(), strict=True):
         np.testing.assert_array_equal(W1, W2)
         np.testing.assert_array_equal(b1, b2)
     # and both equal the float64 reference's SGD loop (independent of the kernels)
@@ -66,8 +65,9 @@ def test_epoch_fast_path_equals_the_python_loop(numba_impl, loss, batch_size, dt
         idx = order[start:start + batch_size]
         ref_loss, ref = reference.sgd_step(net, ref, X[idx].astype(np.float64), y[idx], 0.05)
         assert abs(fast_losses[k] - ref_loss) <= 10 * BOUND[dtype] * max(abs(ref_loss), 1)
-    for (W, b), (Wr, br) in zip(fast.params(), ref):
+    for (W, b), (Wr, br) in zip(fast.params(), ref, strict=True):
         assert _rel(W, Wr) <= 10 * BOUND[dtype]
+        assert _rel(b, br) <= 10 * BOUND[dtype]
 
 
 def test_train_uses_the_fast_path_and_matches_the_loop(numba_impl):
@@ -94,14 +94,14 @@ def test_both_product_paths_agree_with_the_reference(numba_impl, path, blas_min,
         loss_value, grads = model.loss_and_grads(X, y)
         ref_loss, ref_grads = reference.loss_and_grads(net, params, X, y)
         assert abs(loss_value - ref_loss) <= BOUND[dtype] * abs(ref_loss)
-        for (dW, db), (rW, rb) in zip(grads, ref_grads):
+        for (dW, db), (rW, rb) in zip(grads, ref_grads, strict=True):
             assert _rel(dW, rW) <= BOUND[dtype], (path, loss, "W")
             assert _rel(db, rb) <= BOUND[dtype], (path, loss, "b")
         np.testing.assert_allclose(model.forward(X), reference.forward(net, params, X)[-1],
                                    rtol=BOUND[dtype], atol=BOUND[dtype])
         model.step(X, y, 0.1)
         _, ref_new = reference.sgd_step(net, params, X, y, 0.1)
-        for (W, b), (rW, rb) in zip(model.params(), ref_new):
+        for (W, b), (rW, rb) in zip(model.params(), ref_new, strict=True):
             assert _rel(W, rW) <= BOUND[dtype] and _rel(b, rb) <= BOUND[dtype], (path, loss)
 
 
@@ -116,14 +116,14 @@ def test_a_small_batch_after_a_large_one_reuses_the_workspace(numba_impl):
     assert model._ws is ws  # no reallocation for the smaller batch
     ref_loss, ref_grads = reference.loss_and_grads(net, params, X[:3], y[:3])
     assert abs(loss - ref_loss) <= 1e-12
-    assert all(_rel(g[0], r[0]) <= 1e-10 for g, r in zip(grads, ref_grads))
+    assert all(_rel(g[0], r[0]) <= 1e-10 for g, r in zip(grads, ref_grads, strict=True))
 
 
 def test_thread_count_does_not_change_results():
     """numba_parallel honours numba.set_num_threads and stays deterministic across counts."""
     numba = pytest.importorskip("numba")
     cls = require("numba_parallel")
-    from impls import _numba_kernels as K
+    from bpbench.impls import _numba_kernels as K
     assert K.PARALLEL.affine.targetoptions.get("parallel") is True
     assert not K.SERIAL.affine.targetoptions.get("parallel")
     net = bpbench.Network((16, 24, 24, 4), activation="sigmoid", dtype="float32")
@@ -140,7 +140,7 @@ def test_thread_count_does_not_change_results():
         numba.set_num_threads(before)
     for losses, params in results[1:]:
         assert losses == results[0][0]
-        for (W, _), (W0, _) in zip(params, results[0][1]):
+        for (W, _), (W0, _) in zip(params, results[0][1], strict=True):
             np.testing.assert_array_equal(W, W0)
 
 
@@ -161,7 +161,7 @@ def test_warm_cache_loads_and_steps_allocate_nothing(numba_impl):
 
 
 def test_compile_cost_runs_in_a_new_process():
-    from bpbench.compile_cost import compile_cost, first_step_report
+    from bpbench.bench.compile_cost import compile_cost, first_step_report
 
     net = bpbench.Network((4, 5, 3), dtype="float32")
     seconds = compile_cost("numpy", net, 2)

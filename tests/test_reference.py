@@ -9,11 +9,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import random_case
 
 import bpbench
 from bpbench import agreement, reference
-from conftest import random_case
-
 
 # ---------------------------------------------------------------- finite differences
 

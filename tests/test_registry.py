@@ -65,7 +65,8 @@ def test_cuda_without_gpu_or_simulator_is_unavailable_with_both_remedies():
 
 
 def test_import_bpbench_imports_neither_numba_nor_cuda():
-    code = "import sys, bpbench; print(sorted(m for m in sys.modules if m.startswith(('numba', 'impls'))))"
+    code = ("import sys, bpbench; print(sorted(m for m in sys.modules "
+            "if m.startswith(('numba', 'bpbench.impls', 'bpbench.bench'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
@@ -82,7 +83,7 @@ def test_entry_point_implementations_are_found(tmp_path, monkeypatch):
     """An outside package registers through the bpbench.impls entry-point group."""
     pkg = tmp_path / "outside_impl.py"
     pkg.write_text(textwrap.dedent("""
-        from impls.numpy_vec import NumpyImplementation
+        from bpbench.impls.numpy_vectorised import NumpyImplementation
 
         class Outside(NumpyImplementation):
             name = "outside"

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from bpbench import points, report
+from bpbench.bench import points, report
 
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
            "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat"]
@@ -75,7 +75,7 @@ def test_floor_fraction_is_rescaled_to_the_step_median(tmp_path):
     # the rate benchmark saw each point run twice as slow as TimeStep, at half the floor fraction
     step = [2e-3, 8e-3, 1e-3, 2e-3, 1e-3, 1e-3]
     rate_time = [2 * t for t in step]
-    gflops = [f / t / 1e9 for f, t in zip(flops, rate_time)]
+    gflops = [f / t / 1e9 for f, t in zip(flops, rate_time, strict=True)]
     floor_s = 5e-4
     floor = [floor_s / t for t in rate_time]
     write_results(tmp_path, step=step, floor=floor, gflops=gflops)

@@ -156,7 +156,7 @@ def test_callback_sees_every_epoch_and_can_stop():
     seen = []
     history = bpbench.train(model, X, y, lr=0.3, epochs=10, batch_size=10,
                             callback=lambda epoch, loss: seen.append((epoch, loss)) or epoch == 2)
-    assert [e for e, _ in seen] == [0, 1, 2] and [l for _, l in seen] == list(history)
+    assert [e for e, _ in seen] == [0, 1, 2] and [value for _, value in seen] == list(history)
     assert history.stop_reason == "callback"
 
 

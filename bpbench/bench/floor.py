@@ -29,7 +29,7 @@ def gemm_shapes(net, batch_size):
     """
     B = int(batch_size)
     shapes = []
-    for layer, (n_in, n_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:])):
+    for layer, (n_in, n_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:], strict=True)):
         shapes.append((f"fwd[{layer}]", (B, n_in), (n_in, n_out)))
         shapes.append((f"dW[{layer}]", (n_in, B), (B, n_out)))
         if layer > 0:
@@ -53,7 +53,7 @@ def blas_floor(net, batch_size, **timing_kwargs):
     """Seconds: the sum of the median np.dot times of the step's products (:func:`gemm_shapes`).
 
     Operands are contiguous arrays of ``net.dtype``; the results go into preallocated arrays, so
-    no allocation is timed. Keyword arguments go to :func:`bpbench.timing.time_call`.
+    no allocation is timed. Keyword arguments go to :func:`bpbench.bench.timing.time_call`.
     """
     return sum(t.median for _, t in gemm_times(net, batch_size, **timing_kwargs))
 

@@ -1,14 +1,14 @@
 """``bpbench compare``: every available contestant on a grid of shapes, side by side, now.
 
-The grid's points are built by :mod:`bpbench.points` (same seeded net, parameters and batch
+The grid's points are built by :mod:`bpbench.bench.points` (same seeded net, parameters and batch
 for everyone; each contestant's loss and gradients checked against the float64 reference on
 the point's own batch before it is timed; JIT compilation warmed up outside the clock) and
-timed by :mod:`bpbench.timing` (prepared batch, ``step_prepared`` + ``synchronize``, median and
-interquartile range) -- the same code :func:`bpbench.fastest` races with. Runs in this process
+timed by :mod:`bpbench.bench.timing` (prepared batch, ``step_prepared`` + ``synchronize``, median
+and interquartile range) -- the same code :func:`bpbench.fastest` races with. Runs in this process
 (no asv, no subprocesses): about a minute with the defaults on a 2-core machine.
 
 Per point it records the median step time, achieved GFLOP/s (``net.step_flops`` / time), the
-speed-up over ``numpy`` and the fraction of the BLAS floor (:func:`bpbench.floor.blas_floor`
+speed-up over ``numpy`` and the fraction of the BLAS floor (:func:`bpbench.bench.floor.blas_floor`
 / time: 1.0 means as fast as the step's matrix products alone through NumPy's BLAS).
 """
 
@@ -20,14 +20,16 @@ import os
 import platform
 
 from . import points
-from .cli import int_list, name_list
+from .argtypes import name_list, non_negative_int_list, positive_int, positive_int_list
 from .timing import time_step
 
 DEFAULT_DEPTHS = (1, 2, 4)
 DEFAULT_BATCHES = (1, 16, 256, 1024)
 DEFAULT_WIDTH = 256
 DEFAULT_DTYPE = "float32"
-DEFAULT_OUT = os.path.join("results", "compare.csv")
+#: where the CSV goes unless --out says otherwise: a folder git ignores, so running the main job
+#: never dirties a checkout (committed results change only when regenerated on purpose)
+DEFAULT_OUT = os.path.join("results", "local", "compare.csv")
 
 #: per point: one more warm-up call, then >= 0.2 s of samples (>= 5), at most ~1 s
 TIMING = {"warmup": 1, "min_time": 0.2, "min_repeats": 5, "max_time": 1.0}
@@ -70,7 +72,7 @@ def _check_ints(values, name):
 
 
 def _floor_seconds(net, batch):
-    """The BLAS floor of one step, or NaN when bpbench.floor is not importable."""
+    """The BLAS floor of one step, or NaN when bpbench.bench.floor is not importable."""
     try:
         from .floor import blas_floor
     except ImportError:
@@ -88,11 +90,11 @@ def run_grid(impls=None, depths=DEFAULT_DEPTHS, batches=DEFAULT_BATCHES, width=D
     """Time every point of the grid; a pandas DataFrame with :data:`COLUMNS`, one row per point.
 
     ``impls``: contestant names (default: every available one, see
-    :func:`bpbench.points.available_contestants`). Points that are skipped (contestant
+    :func:`bpbench.bench.points.available_contestants`). Points that are skipped (contestant
     unavailable here, or pure Python at a hopeless size) have ``status == "skipped"`` and the
     reason; a contestant that disagrees with the reference has ``status == "disagrees"`` on that
     point and is not timed on any later point. ``timing``: keyword arguments for
-    :func:`bpbench.timing.time_call` (default :data:`TIMING`).
+    :func:`bpbench.bench.timing.time_call` (default :data:`TIMING`).
     """
     import pandas as pd
 
@@ -165,13 +167,13 @@ def add_arguments(parser):
     parser.add_argument("--impls", type=name_list, default=None,
                         help="comma-separated contestants (default: every available one; "
                              f"known: {', '.join(points.CONTESTANTS)})")
-    parser.add_argument("--depths", type=int_list, default=list(DEFAULT_DEPTHS),
+    parser.add_argument("--depths", type=non_negative_int_list, default=list(DEFAULT_DEPTHS),
                         help="hidden-layer counts (default: %(default)s)")
-    parser.add_argument("--batches", type=int_list, default=list(DEFAULT_BATCHES),
+    parser.add_argument("--batches", type=positive_int_list, default=list(DEFAULT_BATCHES),
                         help="batch sizes (default: %(default)s)")
-    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH,
+    parser.add_argument("--width", type=positive_int, default=DEFAULT_WIDTH,
                         help="input and hidden width (default: %(default)s)")
-    parser.add_argument("--dtype", default=DEFAULT_DTYPE,
+    parser.add_argument("--dtype", default=DEFAULT_DTYPE, choices=("float32", "float64"),
                         help="float32 or float64 (default: %(default)s)")
     parser.add_argument("--out", default=DEFAULT_OUT,
                         help="CSV written here, one row per point (default: %(default)s)")

@@ -11,27 +11,41 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from bpbench import codes
 from bpbench.interface import Implementation
 
 
-def _activate(name, a):
-    """Apply the activation to the pre-activation buffer ``a`` in place."""
-    if name == "relu":
-        np.maximum(a, 0, out=a)
-    elif name == "tanh":
-        np.tanh(a, out=a)
-    else:
-        expit(a, out=a)
+def _relu(a):
+    np.maximum(a, 0, out=a)
 
 
-def _times_derivative(name, delta, a):
-    """delta *= f'(z), with f'(z) written in terms of the activation's output a = f(z)."""
-    if name == "relu":
-        np.multiply(delta, a > 0, out=delta)  # relu'(0) = 0
-    elif name == "tanh":
-        delta *= 1 - a * a
-    else:
-        delta *= a * (1 - a)
+def _tanh(a):
+    np.tanh(a, out=a)
+
+
+def _sigmoid(a):
+    expit(a, out=a)
+
+
+def _times_relu_derivative(delta, a):
+    np.multiply(delta, a > 0, out=delta)  # relu'(0) = 0
+
+
+def _times_tanh_derivative(delta, a):
+    delta *= 1 - a * a
+
+
+def _times_sigmoid_derivative(delta, a):
+    delta *= a * (1 - a)
+
+
+#: name -> apply the activation to the pre-activation buffer ``a`` in place
+ACTIVATE = {"relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid}
+#: name -> delta *= f'(z), with f'(z) written in terms of the activation's output a = f(z)
+TIMES_DERIVATIVE = {"relu": _times_relu_derivative, "tanh": _times_tanh_derivative,
+                    "sigmoid": _times_sigmoid_derivative}
+#: the losses :meth:`NumpyImplementation._loss_and_output_delta` computes
+LOSSES = ("mse", "cross_entropy")
 
 
 class _Buffers:
@@ -45,7 +59,7 @@ class _Buffers:
         self.acts = [None] + [np.empty((batch_size, n), dtype) for n in sizes[1:]]
         self.deltas = [None] + [np.empty((batch_size, n), dtype) for n in sizes[1:]]
         self.grads = [(np.empty((i, o), dtype), np.empty(o, dtype))
-                      for i, o in zip(sizes[:-1], sizes[1:])]
+                      for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
         self.rows = np.arange(batch_size)
 
 
@@ -54,8 +68,12 @@ class NumpyImplementation(Implementation):
     description = "vectorised NumPy (BLAS products, in-place elementwise work, reused buffers)"
 
     def _load_params(self, params):
+        codes.require(self.name, self.net, ACTIVATE, LOSSES)
         self._params = params
         self._buffers = {}
+        # per layer, looked up once: an activation missing from the tables was refused above
+        self._activate = [ACTIVATE[a] for a in self.net.activations]
+        self._times_derivative = [TIMES_DERIVATIVE[a] for a in self.net.activations]
 
     def _get_params(self):
         return self._params
@@ -77,7 +95,7 @@ class NumpyImplementation(Implementation):
             np.dot(h, W, out=a)
             a += b
             if layer < last:
-                _activate(self.net.activations[layer], a)
+                self._activate[layer](a)
             h = a
         return h
 
@@ -92,6 +110,8 @@ class NumpyImplementation(Implementation):
             loss = float(np.vdot(delta, delta)) / delta.size
             delta *= 2.0 / delta.size
             return loss
+        if self.net.loss != "cross_entropy":  # refused in _load_params; never guess a loss
+            raise codes.NotImplementedByError(f"numpy does not implement {self.net.loss!r}")
         # softmax cross-entropy via log-sum-exp: shift by the row max so exp never overflows
         m = out.max(axis=1, keepdims=True)
         np.subtract(out, m, out=delta)
@@ -121,7 +141,7 @@ class NumpyImplementation(Implementation):
             if layer > 0:
                 below = buf.deltas[layer]
                 np.dot(delta, W.T, out=below)
-                _times_derivative(self.net.activations[layer - 1], below, h)
+                self._times_derivative[layer - 1](below, h)
                 delta = below
             if lr is not None:  # W is no longer needed for the chain rule: update it now
                 dW *= lr

@@ -83,7 +83,7 @@ def time_step(model, X, y, lr=TIMING_LR, **kwargs):
     """Timing of one SGD ``step`` of ``model`` on (X, y), validation and transfers excluded.
 
     ``model`` is an implementation instance or anything with ``prepare``, ``step_prepared``
-    and ``synchronize`` (the PyTorch peer in :mod:`bpbench.peers`). The first warm-up call
+    and ``synchronize`` (the PyTorch peer in :mod:`bpbench.bench.peers`). The first warm-up call
     triggers JIT compilation. Keyword arguments go to :func:`time_call`.
     """
     batch = model.prepare(X, y)
@@ -94,7 +94,7 @@ def time_first_call(make_model, X, y, lr=TIMING_LR):
     """Seconds of the first ``step`` of a fresh model: JIT compilation (or cache load) + one step.
 
     Meaningful only in a fresh process for JIT implementations (later models reuse compiled
-    code); :mod:`bpbench.compile_cost` runs it in a subprocess for that reason.
+    code); :mod:`bpbench.bench.compile_cost` runs it in a subprocess for that reason.
     """
     t0 = time.perf_counter()
     model = make_model()

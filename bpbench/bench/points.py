@@ -18,7 +18,7 @@ benchmark lie are handled once:
   (unavailable here, or pure Python at a size that would take minutes).
 
 Contestants are the registry's implementations plus the peer ``"torch"`` (PyTorch CPU eager,
-:class:`bpbench.peers.TorchPeer` with ``TORCH_THREADS`` threads) when PyTorch is installed.
+:class:`bpbench.bench.peers.TorchPeer` with ``TORCH_THREADS`` threads) when PyTorch is installed.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import reference, registry
-from .agreement import gradient_rows
-from .checks import check_positive_int
-from .network import Network
+from .. import reference, registry
+from ..agreement import gradient_rows
+from ..checks import check_positive_int
+from ..network import Network
 from .peers import TorchPeer, torch_unavailable
 from .timing import TIMING_LR
 

@@ -3,8 +3,8 @@
 Not an implementation of the contract (it is not cross-validated by the registry); it exists so
 benchmarks can put bpbench's contestants side by side with ``torch.nn.Sequential`` +
 ``torch.optim.SGD`` in eager mode. Optional: install the ``peers`` extra. Everything here has the
-``prepare`` / ``step_prepared`` / ``synchronize`` surface that :func:`bpbench.timing.time_step`
-times.
+``prepare`` / ``step_prepared`` / ``synchronize`` surface that
+:func:`bpbench.bench.timing.time_step` times.
 """
 
 from __future__ import annotations

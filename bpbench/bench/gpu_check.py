@@ -1,7 +1,7 @@
 """The GPU check: validate ``cuda`` on the device, then time one SGD step side by side.
 
-    PYTHONPATH=. python -m bpbench.gpu_check [--csv results/gpu_check.csv]   # on a CUDA GPU
-    PYTHONPATH=. python -m bpbench.gpu_check --smoke                         # simulator, tiny
+    bpbench gpu-check [--csv results/local/gpu_check.csv]   # on a CUDA GPU
+    bpbench gpu-check --smoke                              # on the simulator, tiny grid
 
 1. **Validation** (before anything is timed): ``cuda``'s loss and gradients against the float64
    reference (:mod:`bpbench.agreement`; bounds 1e-10 float64, 1e-4 float32) on cases with widths
@@ -118,8 +118,9 @@ def _check_epoch(dtype, failures):
     hist = [bpbench.train(m, X, y, lr=0.1, epochs=1, batch_size=16, seed=2) for m in models]
     steps = 4  # 50 rows in batches of 16
     bound = TOLERANCES[dtype] * steps
-    errs = [relative_error(a, b) for pa, pb in zip(models[0].params(), models[1].params())
-            for a, b in zip(pa, pb)]
+    pairs = zip(models[0].params(), models[1].params(), strict=True)
+    errs = [relative_error(a, b) for pa, pb in pairs
+            for a, b in zip(pa, pb, strict=True)]
     errs.append(relative_error(hist[0], hist[1]))
     ok = max(errs) <= bound
     if not ok:
@@ -141,7 +142,7 @@ def _stable_case(dtype):
 
 def _check_signatures(failures):
     """Every signature cuda's kernels were compiled for is one the PTX test compiles."""
-    from impls import _cuda_kernels as K
+    from bpbench.impls import _cuda_kernels as K
 
     allowed = {name: {K.signatures(dt)[name] for dt in ("float32", "float64")}
                for name in K.KERNELS}
@@ -157,8 +158,7 @@ def _check_signatures(failures):
 
 def validate_cuda(smoke):
     """Run every check of cuda on this device; returns the failing rows (empty: all passed)."""
-    from bpbench.agreement import (compare_gradients, compare_trajectories, default_cases,
-                                   make_case)
+    from bpbench.agreement import compare_gradients, compare_trajectories, default_cases, make_case
 
     failures = []
     dtypes = ("float64",) if smoke else ("float32", "float64")
@@ -187,7 +187,7 @@ def _contestant_problem(name, smoke):
     """None when ``name`` can be timed here, else why not (a sentence)."""
     import bpbench
     from bpbench.agreement import compare_gradients, make_case
-    from bpbench.peers import torch_unavailable
+    from bpbench.bench.peers import torch_unavailable
 
     if name == "torch":
         return torch_unavailable("cuda")
@@ -213,8 +213,8 @@ def launch_cost(cuda, timing):
     What each of the ``3 * (depth + 1)`` launches of a cuda step costs at least; at small
     batches the step time is about that many of these (the GPU work itself is shorter).
     """
-    from bpbench.timing import time_call
-    from impls import _cuda_kernels as K
+    from bpbench.bench.timing import time_call
+    from bpbench.impls import _cuda_kernels as K
 
     index = cuda.to_device(np.zeros(1, np.int64))
     out = cuda.device_array(1, np.int64)
@@ -224,7 +224,7 @@ def launch_cost(cuda, timing):
 
 def _make(name, net, params):
     import bpbench
-    from bpbench.peers import TorchPeer
+    from bpbench.bench.peers import TorchPeer
 
     if name == "torch":
         return TorchPeer(net, params, device="cuda")
@@ -233,7 +233,7 @@ def _make(name, net, params):
 
 def time_grid(widths, depths, batches, problems, timing, deadline):
     """Rows (dicts of FIELDS) for every contestant and cell, skipped ones with their reason."""
-    from bpbench.timing import time_step
+    from bpbench.bench.timing import time_step
 
     rows = []
     for width in widths:
@@ -318,24 +318,33 @@ def _write_csv(rows, path):
 
 # ---------------------------------------------------------------- main
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m bpbench.gpu_check",
-        description="Validate the cuda implementation on this GPU, then time one SGD step of "
-                    "cuda, numba, numpy and PyTorch CUDA side by side.")
-    parser.add_argument("--csv", default="results/gpu_check.csv",
-                        help="where to write the timings (default: %(default)s)")
+def add_arguments(parser):
+    """Options of ``bpbench gpu-check`` (and ``python -m bpbench.bench.gpu_check``)."""
+    parser.add_argument("--csv", default=os.path.join("results", "local", "gpu_check.csv"),
+                        help="where to write the timings (default: %(default)s, ignored by git)")
     parser.add_argument("--smoke", action="store_true",
                         help="run end to end on Numba's CUDA simulator with a tiny grid (no GPU "
                              "needed; sets NUMBA_ENABLE_CUDASIM=1, so numba must not be "
                              "imported yet)")
-    args = parser.parse_args(argv)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m bpbench.bench.gpu_check",
+        description="Validate the cuda implementation on this GPU, then time one SGD step of "
+                    "cuda, numba, numpy and PyTorch CUDA side by side.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args):
+    """The check; exit status 0, or 1 when validation failed or cuda cannot run here."""
     t_start = time.perf_counter()
 
     if args.smoke:
         if "numba" in sys.modules and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-            parser.error("--smoke must switch the simulator on before numba is imported; run "
-                         "it in a fresh process (python -m bpbench.gpu_check --smoke)")
+            raise ValueError("--smoke must switch the simulator on before numba is imported; "
+                             "run it in a fresh process (bpbench gpu-check --smoke)")
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
     # numba warns at every small grid (batch 1 needs few blocks): that is the point here

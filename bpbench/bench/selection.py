@@ -7,9 +7,10 @@ A short race, measured and remembered::
 
 Each available candidate is built on the same seeded parameters and batch, its loss and
 gradients checked against the float64 reference (first row in float32, first 8 rows in
-float64; see :func:`bpbench.points.build`), warmed up (JIT compilation excluded from the race) and timed with :func:`bpbench.timing.time_step` -- the code
-``bpbench compare`` times with. The winner's name is memoised in the process and cached on
-disk, so asking again is instant, also in a new process.
+float64; see :func:`bpbench.bench.points.build`), warmed up (JIT compilation excluded from the race)
+and timed with :func:`bpbench.bench.timing.time_step` -- the code ``bpbench compare`` times with.
+The winner's name is memoised in the process and cached on disk, so asking again is instant,
+also in a new process.
 
 The disk cache is one JSON file, ``fastest.json`` in ``$BPBENCH_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/bpbench``, else ``~/.cache/bpbench``. An entry is keyed by the machine
@@ -27,15 +28,16 @@ import os
 import platform
 from importlib import metadata
 
-from . import points, registry
-from .checks import check_positive_int
-from .network import Network
+from .. import registry
+from ..checks import check_positive_int
+from ..network import Network
+from . import points
 from .timing import time_step
 
 #: the race: one extra warm-up call, then ~0.1 s of samples per candidate (at most 0.5 s)
 RACE_TIMING = {"warmup": 1, "min_time": 0.1, "min_repeats": 5, "max_time": 0.5}
 #: rows of the batch the candidates' answers are checked on before the race (float64; a
-#: float32 point is checked on its first row, see bpbench.points._check_point)
+#: float32 point is checked on its first row, see bpbench.bench.points._check_point)
 CHECK_ROWS = 8
 CACHE_FILE = "fastest.json"
 
@@ -65,7 +67,7 @@ def _version(dist):
 
 @functools.lru_cache(maxsize=1)
 def _fingerprint():
-    from . import __version__
+    from .. import __version__
 
     return {"node": platform.node(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "bpbench": __version__, "numpy": _version("numpy"),
@@ -186,7 +188,7 @@ def fastest(net, batch_size, candidates=None):
 
     ``candidates``: implementation names to choose from (default: every available one);
     unavailable ones are left out. Pure Python (``naive``) is left out of the race at sizes
-    where one step takes more than about 0.2 s (:data:`bpbench.points.NAIVE_MAX_FLOPS`) when
+    where one step takes more than about 0.2 s (:data:`bpbench.bench.points.NAIVE_MAX_FLOPS`) when
     another candidate exists. A single usable candidate is returned without a race.
     Raises ValueError for a bad argument, or when no candidate is available here.
     """

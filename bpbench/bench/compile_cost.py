@@ -2,8 +2,8 @@
 
 Within one process a JIT implementation compiles once and every later model reuses the code, so
 the first-call cost is only measurable in a new interpreter. :func:`compile_cost` starts one
-(``python -m bpbench.compile_cost SPEC``), which imports the implementation, then times
-constructing a model and its first ``step`` (:func:`bpbench.timing.time_first_call`).
+(``python -m bpbench.bench.compile_cost SPEC``), which imports the implementation, then times
+constructing a model and its first ``step`` (:func:`bpbench.bench.timing.time_first_call`).
 
 - cold: Numba's cache directory (``NUMBA_CACHE_DIR``) is an empty temporary directory, so
   everything compiles;
@@ -12,7 +12,7 @@ constructing a model and its first ``step`` (:func:`bpbench.timing.time_first_ca
 Importing the implementation's module (Numba itself: a few tenths of a second) happens before
 the clock starts and is reported separately by :func:`first_step_report`.
 
-Command line: ``python -m bpbench.compile_cost '{"impl": "numba", "sizes": [256, 256, 10],
+Command line: ``python -m bpbench.bench.compile_cost '{"impl": "numba", "sizes": [256, 256, 10],
 "batch_size": 64}'`` prints a JSON report (extra keys: activation, loss, dtype).
 """
 
@@ -39,7 +39,7 @@ def _run_child(spec, cache_dir):
     env = dict(os.environ)
     env["NUMBA_CACHE_DIR"] = str(cache_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-m", "bpbench.compile_cost", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", "bpbench.bench.compile_cost", json.dumps(spec)],
                           env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"first-step measurement of {spec['impl']!r} failed:\n{proc.stderr}")
@@ -77,7 +77,7 @@ def _measure(spec):
     import numpy as np
 
     import bpbench
-    from bpbench.timing import TIMING_LR, time_first_call
+    from bpbench.bench.timing import TIMING_LR, time_first_call
 
     t0 = time.perf_counter()
     cls = bpbench.get(spec["impl"])

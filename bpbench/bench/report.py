@@ -133,7 +133,8 @@ def load_results(results_dir="results", machine=None, commit=None):
         when = (datetime.datetime.fromtimestamp(date / 1000, datetime.timezone.utc)
                 .isoformat(timespec="seconds") if date else "")
         for name, values in data["results"].items():
-            entry = dict(zip(columns, values))
+            # asv leaves out trailing empty columns: a row may be shorter, never longer
+            entry = dict(zip(columns[:len(values)], values, strict=True))
             info = meta.get(name, {})
             param_names = info.get("param_names") or [f"param{i}" for i in
                                                       range(len(entry.get("params") or []))]
@@ -149,7 +150,8 @@ def load_results(results_dir="results", machine=None, commit=None):
                        "kind": info.get("type", name.rsplit(".", 1)[-1].split("_", 1)[0]),
                        "unit": info.get("unit", "")}
                 if combos:
-                    row.update({p: _param_value(v) for p, v in zip(param_names, combos[i])})
+                    row.update({p: _param_value(v)
+                                for p, v in zip(param_names, combos[i], strict=True)})
                 if value is None:
                     status, value = "failed", math.nan
                 elif isinstance(value, float) and math.isnan(value):
@@ -267,9 +269,10 @@ def step_table(frame):
     # table's median it describes the same measurement as the cell's time.
     from .points import grid_net
 
-    flops = [grid_net(int(d)).step_flops(int(b)) for d, b in zip(table["depth"], table["batch"])]
+    flops = [grid_net(int(d)).step_flops(int(b))
+             for d, b in zip(table["depth"], table["batch"], strict=True)]
     rate_time = [f / (g * 1e9) if g and g > 0 else math.nan
-                 for f, g in zip(flops, table.get(GFLOPS, [math.nan] * len(table)))]
+                 for f, g in zip(flops, table.get(GFLOPS, [math.nan] * len(table)), strict=True)]
     floor_s = table.get(FLOOR, math.nan) * rate_time
     table["floor_fraction"] = floor_s / table["median_s"]
     return table[["impl", "depth", "batch", "median_s", "spread", "status", "floor_fraction"]]
@@ -337,7 +340,7 @@ def _plots(table, out_dir):
     files = []
     fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.8), squeeze=False,
                              sharey=True)
-    for ax, depth in zip(axes[0], depths):
+    for ax, depth in zip(axes[0], depths, strict=True):
         part = ok[ok["depth"] == depth]
         for impl in impls:
             line = part[part["impl"] == impl].sort_values("batch")
@@ -356,7 +359,7 @@ def _plots(table, out_dir):
 
     numpy_time = ok[ok["impl"] == "numpy"].set_index(["depth", "batch"])["median_s"]
     if len(numpy_time):
-        points = sorted({(d, b) for d, b in zip(ok["depth"], ok["batch"])})
+        points = sorted({(d, b) for d, b in zip(ok["depth"], ok["batch"], strict=True)})
         grid = np.full((len(impls), len(points)), np.nan)
         for i, impl in enumerate(impls):
             part = ok[ok["impl"] == impl].set_index(["depth", "batch"])["median_s"]

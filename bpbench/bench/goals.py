@@ -7,11 +7,11 @@ Run from the repository root::
     PYTHONPATH=. python benchmarks/step_vs_torch.py --compile    # first-step (compile) costs
 
 Grid: float32, softmax cross-entropy, sizes (256,) + (256,) * depth + (10,). Every contestant
-gets the same params and batch; steps are timed with :func:`bpbench.timing.time_step` (warm-up,
-so compilation is excluded; validation outside the clock). PyTorch: ``TorchPeer(threads=2)``.
-Floor: :func:`bpbench.floor.blas_floor` (the step's own products as np.dot, measured in the
-same run, NumPy's BLAS with its default threads); physical limit:
-:func:`bpbench.floor.physical_limit`. Compare the ratios of one run, not absolute times across
+gets the same params and batch; steps are timed with :func:`bpbench.bench.timing.time_step`
+(warm-up, so compilation is excluded; validation outside the clock). PyTorch:
+``TorchPeer(threads=2)``. Floor: :func:`bpbench.bench.floor.blas_floor` (the step's own products as
+np.dot, measured in the same run, NumPy's BLAS with its default threads); physical limit:
+:func:`bpbench.bench.floor.physical_limit`. Compare the ratios of one run, not absolute times across
 runs. On a busy machine multi-threaded timings (PyTorch, BLAS, numba_parallel) are ruined by
 descheduled worker threads; for a one-thread comparison run::
 
@@ -55,15 +55,16 @@ def _verdict(B, speedup, floor_ratio):
 
 def grid(depths, batches, min_time, torch_threads=2):
     import bpbench
-    from bpbench.floor import blas_floor, physical_limit
-    from bpbench.peers import TorchPeer, torch_unavailable
-    from bpbench.timing import time_step
+    from bpbench.bench.floor import blas_floor, physical_limit
+    from bpbench.bench.peers import TorchPeer, torch_unavailable
+    from bpbench.bench.timing import time_step
 
     names = ["numba", "numba_parallel"]
     reason = torch_unavailable()
     print(GOALS)
     header = (f"{'depth':>5} {'batch':>5} {'torch_us':>9} {'numba_us':>9} {'par_us':>9} "
-              f"{'x_torch':>7} {'floor_us':>9} {'x_floor':>7} {'phys_us':>8} {'x_phys':>6}  verdict")
+              f"{'x_torch':>7} {'floor_us':>9} {'x_floor':>7} {'phys_us':>8} {'x_phys':>6}"
+              "  verdict")
     print(header)
     for depth in depths:
         net = _net(depth)
@@ -72,8 +73,10 @@ def grid(depths, batches, min_time, torch_threads=2):
             X, y = _batch(net, B)
             t = {n: time_step(bpbench.get(n)(net, params), X, y, min_time=min_time).median
                  for n in names}
-            t_torch = (time_step(TorchPeer(net, params, threads=torch_threads), X, y, min_time=min_time).median
-                       if reason is None else float("nan"))
+            t_torch = float("nan")
+            if reason is None:
+                peer = TorchPeer(net, params, threads=torch_threads)
+                t_torch = time_step(peer, X, y, min_time=min_time).median
             best = min(t.values())
             floor = blas_floor(net, B, min_time=min_time)
             phys = physical_limit(net, B)
@@ -89,7 +92,7 @@ def grid(depths, batches, min_time, torch_threads=2):
 def crossover(batches, depth, min_time):
     """Step time with every product as hand loops vs as BLAS, per batch size."""
     import bpbench
-    from bpbench.timing import time_step
+    from bpbench.bench.timing import time_step
 
     net = _net(depth)
     params = net.init(0)
@@ -108,7 +111,7 @@ def crossover(batches, depth, min_time):
 
 
 def compile_costs(depth, batch_size):
-    from bpbench.compile_cost import first_step_report
+    from bpbench.bench.compile_cost import first_step_report
 
     net = _net(depth)
     print(f"first step of a fresh process, sizes {net.sizes}, batch {batch_size}, float32")
