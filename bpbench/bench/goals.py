@@ -56,7 +56,8 @@ def _verdict(B, speedup, floor_ratio):
 def grid(depths, batches, min_time, torch_threads=2):
     import bpbench
     from bpbench.bench.floor import blas_floor, physical_limit
-    from bpbench.bench.peers import TorchPeer, torch_unavailable
+    from bpbench.bench.peers.torch_eager import TorchPeer
+    from bpbench.bench.peers.torch_eager import unavailable as torch_unavailable
     from bpbench.bench.timing import time_step
 
     names = ["numba", "numba_parallel"]

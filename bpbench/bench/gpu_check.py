@@ -187,7 +187,7 @@ def _contestant_problem(name, smoke):
     """None when ``name`` can be timed here, else why not (a sentence)."""
     import bpbench
     from bpbench.agreement import compare_gradients, make_case
-    from bpbench.bench.peers import torch_unavailable
+    from bpbench.bench.peers.torch_eager import unavailable as torch_unavailable
 
     if name == "torch":
         return torch_unavailable("cuda")
@@ -224,7 +224,7 @@ def launch_cost(cuda, timing):
 
 def _make(name, net, params):
     import bpbench
-    from bpbench.bench.peers import TorchPeer
+    from bpbench.bench.peers.torch_eager import TorchPeer
 
     if name == "torch":
         return TorchPeer(net, params, device="cuda")

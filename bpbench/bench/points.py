@@ -33,7 +33,7 @@ from .. import reference, registry
 from ..agreement import gradient_rows
 from ..checks import check_positive_int
 from ..network import Network
-from .peers import TorchPeer, torch_unavailable
+from . import peers
 from .timing import TIMING_LR
 
 #: every contestant name the benchmarks know, in display order (the peer last)
@@ -90,8 +90,8 @@ def grid_batch(net, batch_size, seed=0):
 
 def unavailable(name):
     """None when contestant ``name`` can be timed here, else why not (a sentence)."""
-    if name == "torch":
-        return torch_unavailable("cpu")
+    if name in peers.PEERS:
+        return peers.unavailable(name)
     if name not in registry.names():
         return f"unknown contestant {name!r}; known: {', '.join(contestants())}"
     if name == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
@@ -105,15 +105,14 @@ def unavailable(name):
 
 
 def contestants():
-    """Every contestant name: the built-in and entry-point implementations, then ``torch``."""
-    names = list(registry.names())
-    return names + ["torch"]
+    """Every contestant name: the built-in and entry-point implementations, then the peers."""
+    return list(registry.names()) + peers.names()
 
 
 def available_contestants(include_peers=True):
     """Names of the contestants that can be timed here, in :func:`contestants` order."""
     return [n for n in contestants()
-            if (include_peers or n != "torch") and unavailable(n) is None]
+            if (include_peers or n not in peers.PEERS) and unavailable(n) is None]
 
 
 def too_slow(name, net, batch_size):
@@ -133,22 +132,9 @@ def skip_reason(name, net, batch_size):
 
 def make_model(name, net, params):
     """A fresh model of contestant ``name`` holding a copy of ``params``."""
-    if name == "torch":
-        return TorchPeer(net, params, device="cpu", threads=TORCH_THREADS)
+    if name in peers.PEERS:
+        return peers.make(name, net, params, threads=TORCH_THREADS)
     return registry.get(name)(net, params)
-
-
-def _torch_loss_and_grads(peer, X, y):
-    """Loss and [(dW, db)] (bpbench layout) from PyTorch's autograd on the peer's own module."""
-    Xt, yt = peer.prepare(X, y)
-    peer.module.zero_grad(set_to_none=True)
-    loss = peer.loss_fn(peer.module(Xt), yt)
-    loss.backward()
-    layers = [m for m in peer.module if hasattr(m, "weight")]
-    grads = [(m.weight.grad.detach().cpu().numpy().T, m.bias.grad.detach().cpu().numpy())
-             for m in layers]
-    peer.module.zero_grad(set_to_none=True)
-    return float(loss.item()), grads
 
 
 def check_agreement(name, model, net, params, X, y):
@@ -159,10 +145,7 @@ def check_agreement(name, model, net, params, X, y):
     takes any step (its parameters are still ``params``).
     """
     ref_loss, ref_grads = reference.loss_and_grads(net, params, X, y)
-    if name == "torch":
-        loss, grads = _torch_loss_and_grads(model, X, y)
-    else:
-        loss, grads = model.loss_and_grads(X, y)
+    loss, grads = model.loss_and_grads(X, y)  # a peer's from its own autodiff
     rows = gradient_rows(name, net, loss, grads, ref_loss, ref_grads)
     bad = [row for row in rows if not row["ok"]]  # beyond the bound, NaN, missing or misshapen
     if bad:

@@ -1,10 +1,7 @@
-"""PyTorch as a peer: the same network, parameters and batch, trained the way PyTorch users do.
+"""PyTorch eager as a peer: the same network, parameters and batch, trained as PyTorch users do.
 
-Not an implementation of the contract (it is not cross-validated by the registry); it exists so
-benchmarks can put bpbench's contestants side by side with ``torch.nn.Sequential`` +
-``torch.optim.SGD`` in eager mode. Optional: install the ``peers`` extra. Everything here has the
-``prepare`` / ``step_prepared`` / ``synchronize`` surface that
-:func:`bpbench.bench.timing.time_step` times.
+``torch.nn.Sequential`` + ``torch.optim.SGD`` in eager mode, with the peer surface of
+:mod:`bpbench.bench.peers`. Optional: install the ``peers`` extra.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ import importlib.util
 import numpy as np
 
 
-def torch_unavailable(device="cpu"):
+def unavailable(device="cpu"):
     """None when PyTorch can run on ``device`` here, else why not (a sentence)."""
     if importlib.util.find_spec("torch") is None:
         return "PyTorch is not installed (pip install -e '.[peers]')"
@@ -34,14 +31,17 @@ class TorchPeer:
     """
 
     name = "torch"
+    #: eager mode compiles nothing
+    compile_seconds = None
 
     def __init__(self, net, params, device="cpu", threads=None):
         import torch
         from torch import nn
 
-        reason = torch_unavailable(device)
+        reason = unavailable(device)
         if reason:
             raise RuntimeError(reason)
+        self.threads = threads
         if threads is not None:
             torch.set_num_threads(int(threads))
         if device == "cuda":
@@ -88,11 +88,48 @@ class TorchPeer:
     def step(self, X, y, lr):
         return self.step_prepared(self.prepare(X, y), lr)
 
+    def loss_and_grads(self, X, y):
+        """Loss and [(dW, db)] in bpbench's layout from PyTorch's autograd (no update)."""
+        Xt, yt = self.prepare(X, y)
+        self.module.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.module(Xt), yt)
+        loss.backward()
+        grads = [(m.weight.grad.detach().cpu().numpy().T.copy(),
+                  m.bias.grad.detach().cpu().numpy().copy()) for m in self._linears()]
+        self.module.zero_grad(set_to_none=True)
+        return float(loss.item()), grads
+
+    def train_epochs(self, X, y, lr, epochs, batch_size, seed=0, target_loss=None):
+        """PyTorch's own loop over :func:`bpbench.train`'s batches; the per-epoch losses.
+
+        One ``numpy.random.default_rng(seed)`` permutation per epoch, consecutive batches of
+        ``batch_size`` rows (the last may be shorter), one SGD step each; the epoch loss is the
+        sample-weighted mean of the batch losses, each read back before its update. Stops after
+        ``epochs`` epochs or at the first epoch whose loss is <= ``target_loss``.
+        """
+        Xt, yt = self.prepare(X, y)
+        n = Xt.shape[0]
+        rng = np.random.default_rng(seed)
+        history = []
+        for _ in range(epochs):
+            order = self.torch.as_tensor(rng.permutation(n), device=self.device)
+            Xe, ye = Xt[order], yt[order]
+            total = 0.0
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                total += self.step_prepared((Xe[start:stop], ye[start:stop]), lr) * (stop - start)
+            history.append(total / n)
+            if target_loss is not None and history[-1] <= target_loss:
+                break
+        return history
+
+    def _linears(self):
+        return [m for m in self.module if hasattr(m, "weight")]
+
     def params(self):
         """Host copy in bpbench's layout: [(W (n_in, n_out), b), ...]."""
-        lins = [m for m in self.module if hasattr(m, "weight")]
         return [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy())
-                for m in lins]
+                for m in self._linears()]
 
     def synchronize(self):
         if self.device.type == "cuda":
