@@ -15,9 +15,10 @@ Example: ``amd-epyc-f25m17-2cpu``; with a GPU,
 ``intel-xeon-platinum-8480-f6m143-16cpu-nvidia-h200``.
 The host name is deliberately left out: every machine of a CI class has the same one.
 
-``bpbench machine`` prints the name and registers it with asv (``~/.asv-machine.json``, what
-``asv machine --yes`` would write, under this name); ``bpbench asv ...`` does so and passes
-``--machine <name>`` to asv, so results land under this name automatically.
+``bpbench machine --register`` prints the name and registers it with asv
+(``~/.asv-machine.json``, what ``asv machine --yes`` would write, under this name);
+``bpbench asv ...`` does so and passes ``--machine <name>`` to asv, so results land under this
+name automatically.
 """
 
 from __future__ import annotations
@@ -137,27 +138,28 @@ def name():
     return _info()["machine"]
 
 
-def register(asv_python=None):
-    """Write this machine into asv's machine file under :func:`name`; returns the name.
-
-    The same record ``asv machine --yes`` writes, with the name and CPU fields above instead
-    of the host name; asv's own command does the writing (``asv machine --yes --machine ...``).
-    """
-    import sys
-
+def asv_record():
+    """This machine as asv's machine record (the fields ``asv machine`` asks for)."""
     data = info()
     gpu = ", ".join(data["gpus"]) or "none"
-    cmd = [asv_python or sys.executable, "-m", "asv", "machine", "--yes",
-           "--machine", data["machine"], "--os", data["os"], "--arch", data["arch"],
-           "--cpu", f"{data['cpu']} (family {data['cpu_family']}, model {data['cpu_model']}; "
-                    f"GPU: {gpu})",
-           "--num_cpu", str(data["num_cpu"])]
-    if data["ram"]:
-        cmd += ["--ram", str(data["ram"])]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"asv machine failed: {out.stderr.strip() or out.stdout.strip()}")
-    return data["machine"]
+    return {"machine": data["machine"], "os": data["os"], "arch": data["arch"],
+            "cpu": f"{data['cpu']} (family {data['cpu_family']}, model {data['cpu_model']}; "
+                   f"GPU: {gpu})",
+            "num_cpu": str(data["num_cpu"]), "ram": str(data["ram"] or "")}
+
+
+def register(path=None):
+    """Record this machine in asv's machine file under :func:`name`; returns the name.
+
+    What ``asv machine --yes`` writes (``~/.asv-machine.json``), with the name above instead
+    of the host name and every field filled; written through asv's own ``MachineCollection``.
+    ``path``: another machine file (tests).
+    """
+    from asv.machine import MachineCollection
+
+    record = asv_record()
+    MachineCollection.save(record["machine"], record, _path=path)
+    return record["machine"]
 
 
 def cache_dir():
