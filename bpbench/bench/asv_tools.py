@@ -191,7 +191,5 @@ def run_noise(args):
     record = engine.provenance()
     for key in ("machine", "commit", "threads", "command"):
         table[key] = record[key] if key != "commit" else commit
-    from .compare import write_csv
-
-    print(f"wrote {write_csv(table, args.out)}")
+    print(f"wrote {engine.write_csv(table, args.out)}")
     return 0

@@ -94,12 +94,6 @@ def _timing(timing):
     return engine.make_settings(timing)
 
 
-def versions_text(record):
-    """'numpy 2.4.6, numba 0.68.1, ...' from a provenance record (libraries present only)."""
-    return ", ".join(f"{lib} {record[lib]}" for lib in engine.LIBRARIES if record.get(lib, "-")
-                     != "-")
-
-
 def run_grid(impls=None, depths=DEFAULT_DEPTHS, batches=DEFAULT_BATCHES, width=DEFAULT_WIDTH,
              dtype=DEFAULT_DTYPE, *, floor=True, progress=True, timing=None, threads=None,
              roofline=True, ceilings=None, command=None):
@@ -186,14 +180,9 @@ def run_grid(impls=None, depths=DEFAULT_DEPTHS, batches=DEFAULT_BATCHES, width=D
     return frame
 
 
-def write_csv(frame, path):
-    """Write the frame to ``path`` (parent folders created); returns the path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+#: the engine's writer (parent folders created, atomic replace); kept here for callers
+write_csv = engine.write_csv
+versions_text = engine.versions_text
 
 
 # ---------------------------------------------------------------------------- command line

@@ -367,3 +367,19 @@ def provenance(command=None):
 def provenance_lines(record, prefix="# "):
     """The record as ``key: value`` comment lines (the header of a CSV or a text table)."""
     return [f"{prefix}{k}: {v}" for k, v in record.items()]
+
+
+def versions_text(record):
+    """'numpy 2.4.6, numba 0.68.1, ...' from a provenance record (libraries present only)."""
+    return ", ".join(f"{lib} {record[lib]}" for lib in LIBRARIES
+                     if record.get(lib, "-") != "-")
+
+
+def write_csv(frame, path):
+    """Write a DataFrame to ``path`` (parent folders created, atomic replace); returns the path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path

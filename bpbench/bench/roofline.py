@@ -365,14 +365,49 @@ def bound(net, batch, ceil, seed=0):
 
 
 # ---------------------------------------------------------------------------- command line
+CSV_COLUMNS = ("kind", "name", "capacity", "value", "machine", "threads", "commit", "versions",
+               "command", "timestamp")
+
+
+def to_frame(ceil, record=None):
+    """The ceilings as rows (kind "peak": FLOP/s per dtype; "bandwidth": B/s per level), with
+    the provenance ``record`` (:func:`bpbench.bench.engine.provenance`) on every row."""
+    import pandas as pd
+
+    record = record or engine.provenance()
+    prov = {"machine": ceil["machine"], "threads": ceil["threads"], "commit": record["commit"],
+            "versions": engine.versions_text(record), "command": record["command"],
+            "timestamp": record["timestamp"]}
+    rows = [{"kind": "peak", "name": dt, "capacity": math.nan, "value": v, **prov}
+            for dt, v in ceil["peak"].items()]
+    rows += [{"kind": "bandwidth", "name": lv["level"],
+              "capacity": math.nan if lv["capacity"] is None else lv["capacity"],
+              "value": lv["bandwidth"], **prov} for lv in ceil["levels"]]
+    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+
+
+def from_frame(frame):
+    """Ceilings (the dict :func:`bound` takes) from :func:`to_frame`'s rows."""
+    peak = {r.name: float(r.value) for r in frame.itertuples() if r.kind == "peak"}
+    levels = [{"level": r.name, "capacity": None if math.isnan(r.capacity) else int(r.capacity),
+               "bandwidth": float(r.value)} for r in frame.itertuples() if r.kind == "bandwidth"]
+    levels.sort(key=lambda lv: math.inf if lv["capacity"] is None else lv["capacity"])
+    first = frame.iloc[0]
+    return {"machine": first["machine"], "threads": int(first["threads"]), "peak": peak,
+            "levels": levels}
+
+
 def add_arguments(parser):
     """Options of ``bpbench roofline``."""
     from .argtypes import positive_int
 
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="threads (default: $BPBENCH_THREADS, else every core)")
-    parser.add_argument("--refresh", action="store_true", help="measure again (ignore cache)")
-    parser.add_argument("--out", default=None, help="also write the ceilings to this JSON file")
+    parser.add_argument("--refresh", action="store_true",
+                        help="measure again (the cache keeps the larger of old and new)")
+    parser.add_argument("--out", default=None,
+                        help="also write the ceilings to this CSV, with provenance (the "
+                             "committed results keep results/<machine>/ceilings.csv)")
 
 
 def run(args):
@@ -380,16 +415,12 @@ def run(args):
     ceil = ceilings(args.threads, refresh=args.refresh,
                     progress=lambda text: print(f"  measuring {text}", flush=True))
     print(f"machine {ceil['machine']}, {ceil['threads']} threads")
-    for dt, rates in ceil["gemm"].items():
+    for dt, rates in ceil.get("gemm", {}).items():
         libs = ", ".join(f"{lib} {r / 1e9:.1f}" for lib, r in rates.items())
         print(f"  GEMM peak {dt}: {ceil['peak'][dt] / 1e9:.1f} GFLOP/s ({libs})")
     for level in ceil["levels"]:
         cap = "beyond" if level["capacity"] is None else f"<= {level['capacity'] / 2**10:.0f} KiB"
         print(f"  {level['level']:>4} ({cap}): {level['bandwidth'] / 1e9:.1f} GB/s")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        record = {**ceil, "provenance": engine.provenance()}
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-        print(f"wrote {args.out}")
+        print(f"wrote {engine.write_csv(to_frame(ceil), args.out)}")
     return 0
