@@ -593,8 +593,48 @@ def machine_section(frame, results_dir, plots=True, heading="##"):
         lines += ["**Failed**: " + ", ".join(sorted(set(
             f"{r.benchmark} [{r.impl}]" for r in failed.itertuples()
             if isinstance(r.impl, str)))), ""]
-    lines += [f"{heading}# Other benchmarks", "", _other_tables(frame)]
+    lines += [f"{heading}# Other benchmarks", "", _other_tables(frame), ""]
+    lines += _csv_sections(results_dir, machine, heading + "#")
     return lines, table, files, note
+
+
+def _csv_sections(results_dir, machine, heading):
+    """Markdown of ``results/<machine>/compare.csv`` and ``goals.csv`` when present: [lines]."""
+    import pandas as pd
+
+    from .compare import header
+
+    lines = []
+    path = os.path.join(results_dir, machine, "compare.csv")
+    if os.path.exists(path):
+        frame = pd.read_csv(path)
+        frame = frame[frame["status"] == "ok"] if "status" in frame else frame
+        if len(frame):
+            r = frame.iloc[0]
+            lines += [f"{heading} `bpbench compare` ({machine}/compare.csv): width "
+                      f"{int(r['width'])}, {r['dtype']}", "",
+                      f"{header(frame)}; command `{r['command']}`, {r['timestamp']}.", "",
+                      format_tables(frame, heading=heading + "#"), ""]
+    path = os.path.join(results_dir, machine, "goals.csv")
+    if os.path.exists(path):
+        g = pd.read_csv(path)
+        if len(g):
+            r = g.iloc[0]
+            rows = [[int(x.depth), int(x.batch), format_seconds(getattr(x, "torch_s", math.nan)),
+                     format_seconds(x.numba_s), format_seconds(x.numba_parallel_s),
+                     f"{x.x_torch:.1f} ({x.x_torch_low:.1f}-{x.x_torch_high:.1f})",
+                     f"{x.x_floor:.2f}",
+                     f"{getattr(x, 'x_roofline', math.nan):.1f}", x.verdict]
+                    for x in g.itertuples()]
+            lines += [f"{heading} `bpbench goals` ({machine}/goals.csv)", "",
+                      f"machine {r['machine']}, commit {str(r['commit'])[:12]}, {r['threads']} "
+                      f"threads, {r.get('versions', '')}; command `{r['command']}`. x_torch: "
+                      "torch's median over the faster Numba flavour's (95% range from the "
+                      "confidence intervals); x_floor, x_roof: that flavour's time over the BLAS "
+                      "floor and over the roofline.", "",
+                      _markdown(["depth", "batch", "torch", "numba", "numba_parallel",
+                                 "x_torch", "x_floor", "x_roof", "verdict"], rows), ""]
+    return lines
 
 
 def across_machines(tables):
@@ -634,9 +674,10 @@ def write_report(frame, out="results/README.md", plots=True, results_dir=None, s
         notes.append(note)
         tables[machine] = table
         first = frames[machine].iloc[0]
-        short += [f"**{machine}**: commit `{first['commit'][:10]}`, {_threads(frames[machine])} "
-                  f"threads ([details](results/README.md)).", "",
+        short += [f"**{machine}**: asv, commit `{first['commit'][:10]}`, "
+                  f"{_threads(frames[machine])} threads ([details](results/README.md)).", "",
                   format_tables(table, heading="####"), ""]
+        short += _csv_sections(results_dir, machine, "###")
     if len(tables) > 1:
         lines += ["## Across machines: median step time (TimeStep), one column per machine", "",
                   across_machines(tables), ""]
