@@ -212,13 +212,8 @@ def add_arguments(parser):
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def header(record_or_frame):
-    """One line: machine, commit, threads, versions (from a provenance record or a frame)."""
-    r = record_or_frame
-    if hasattr(r, "iloc"):
-        r = r.iloc[0]
-    return (f"machine {r['machine']}, commit {str(r['commit'])[:12]}, {r['threads']} threads, "
-            f"{r['versions']}")
+#: one line of provenance (the engine's)
+header = engine.header
 
 
 def run(args):

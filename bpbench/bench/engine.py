@@ -383,3 +383,12 @@ def write_csv(frame, path):
     frame.to_csv(tmp, index=False)
     os.replace(tmp, path)
     return path
+
+
+def header(record_or_frame):
+    """One line: machine, commit, threads, versions (from a provenance record or a frame)."""
+    r = record_or_frame
+    if hasattr(r, "iloc"):
+        r = r.iloc[0]
+    return (f"machine {r['machine']}, commit {str(r['commit'])[:12]}, {r['threads']} threads, "
+            f"{r['versions']}")

@@ -602,7 +602,7 @@ def _csv_sections(results_dir, machine, heading):
     """Markdown of ``results/<machine>/compare.csv`` and ``goals.csv`` when present: [lines]."""
     import pandas as pd
 
-    from .compare import header
+    from .engine import header
 
     lines = []
     path = os.path.join(results_dir, machine, "compare.csv")
