@@ -80,12 +80,14 @@ def make_clone(kind, where):
 
 
 def flagged(output):
-    """[(sign, ratio, benchmark)] of the changed rows of asv continuous's table."""
+    """[(sign, ratio, benchmark)] of the changed rows ("+" slower, "-" faster) of the tables
+    ``asv continuous`` prints (tabulate's "github" format: ``| + | before | after | ratio |
+    benchmark (params) |``)."""
     rows = []
     for line in output.splitlines():
-        m = re.match(r"^\s*([+-])\s+\S+\s+\S+\s+([\d.]+|n/a)\s+(\S.*)$", line)
-        if m and "(" in m.group(3):
-            rows.append((m.group(1), m.group(2), m.group(3).strip()))
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.lstrip().startswith("|") and len(cells) == 5 and cells[0] in ("+", "-"):
+            rows.append((cells[0], cells[3], cells[4]))
     return rows
 
 
