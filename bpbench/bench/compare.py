@@ -230,6 +230,11 @@ def run(args):
                                                                          sort=False):
         print(f"note: {impl} {status} on {len(part)} of {(frame['impl'] == impl).sum()} points, "
               f"e.g. {part['reason'].iloc[0]}")
+    over = frame[frame["roofline_fraction"] > 1]
+    for row in over.itertuples():
+        print(f"warning: {row.impl} depth {row.depth} batch {row.batch} ran at "
+              f"{row.roofline_fraction:.0%} of its roofline: a floor was beaten, so the model "
+              "or a ceiling is wrong there (`bpbench roofline --refresh` on a quiet machine)")
     path = write_csv(frame, args.out)
     print(f"wrote {len(frame)} rows to {path}")
     return EXIT_DISAGREE if (frame["status"] == "disagrees").any() else 0
