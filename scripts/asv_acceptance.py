@@ -17,7 +17,9 @@ two commits,
 against that clone (the benchmark environment is this checkout's ``.asv/env``, built once and
 reused; results go to the temporary folder), and reports what asv flagged ("+": slower, "-":
 faster), whether that is what the acceptance expects, and how long the compare took. Exit
-status 0 when every run met the expectation. Nothing in this checkout is changed.
+status 0 when every run met the expectation. Nothing in this checkout is changed (logs go to
+``results/local/``, which git ignores). Each run prints the load average around it: a load above
+the core count means other processes shared the cores, and the run says little about the suite.
 """
 
 from __future__ import annotations
@@ -136,9 +138,12 @@ def main(argv=None):
             print(f"run {run}/{args.runs} ({args.kind}): asv continuous {a[:8]} {b[:8]} "
                   f"{' '.join(argv_asv[5:-2])}", flush=True)
             t0 = time.perf_counter()
+            load_before = os.getloadavg()[0]
             out = subprocess.run(argv_asv, cwd=tmp, env=asv_tools.asv_env(),
                                  capture_output=True, text=True, check=False)
             minutes = (time.perf_counter() - t0) / 60
+            load = f"load average {load_before:.1f} before, {os.getloadavg()[1]:.1f} over the " \
+                   f"last 5 min after ({os.cpu_count()} cores)"
             text = out.stdout + out.stderr
             with open(os.path.join(ROOT, "results", "local",
                                    f"acceptance-{args.kind}-{run}.log"), "w") as f:
@@ -149,7 +154,7 @@ def main(argv=None):
                 ok, why = False, f"asv failed (exit {out.returncode}); see the log"
             results.append(ok)
             print(f"  {'PASS' if ok else 'FAIL'}: {why}; asv exit {out.returncode}; "
-                  f"{minutes:.1f} min", flush=True)
+                  f"{minutes:.1f} min; {load}", flush=True)
             for sign, ratio, bench in rows:
                 print(f"    {sign} {ratio:>6} {bench}")
         finally:

@@ -181,7 +181,9 @@ def run_noise(args):
     worst = table.loc[table["noise"].idxmax()]
     quiet = (table["min_factor"] < args.factor).sum()
     print(f"\nmachine {name}, commit {commit[:12]}, {pools.resolve()} threads, "
-          f"{clock() / 60:.1f} min")
+          f"{clock() / 60:.1f} min, load average over the last 15 min "
+          f"{os.getloadavg()[2]:.1f} on {os.cpu_count()} cores (above the core count: other "
+          "processes were part of the noise)")
     print(f"noise per point: median {table['noise'].median():.1%}, worst {worst['noise']:.1%} "
           f"({worst['benchmark']} [{worst['params']}])")
     print(f"smallest slowdown detectable at every point: {table['detectable'].max():.2f}x "
