@@ -43,7 +43,7 @@ FLOOR_TIMING = engine.PRESETS["floor"]
 EXIT_DISAGREE = 1
 
 #: provenance columns (the same value on every row of one run)
-PROVENANCE = ("machine", "commit", "threads", "versions", "command", "timestamp")
+PROVENANCE = ("machine", "commit", "threads", "versions", "command", "timestamp", "load")
 
 #: CSV columns, in order; one row per (impl, depth, batch)
 COLUMNS = ("impl", "depth", "width", "batch", "dtype", "status", "reason", "median_s", "q25_s",
@@ -125,7 +125,7 @@ def run_grid(impls=None, depths=DEFAULT_DEPTHS, batches=DEFAULT_BATCHES, width=D
     record = engine.provenance(command)
     prov = {"machine": record["machine"], "commit": record["commit"], "threads": n_threads,
             "versions": versions_text(record), "command": record["command"],
-            "timestamp": record["timestamp"]}
+            "timestamp": record["timestamp"], "load": record["load"]}
 
     grid = [(d, name, b) for d in depths for name in names for b in batches]
     bar = None
@@ -230,6 +230,9 @@ def run(args):
                                                                          sort=False):
         print(f"note: {impl} {status} on {len(part)} of {(frame['impl'] == impl).sum()} points, "
               f"e.g. {part['reason'].iloc[0]}")
+    note = engine.busy_note()
+    if note:
+        print(note)
     over = frame[frame["roofline_fraction"] > 1]
     for row in over.itertuples():
         print(f"warning: {row.impl} depth {row.depth} batch {row.batch} ran at "

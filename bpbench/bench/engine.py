@@ -361,7 +361,24 @@ def provenance(command=None):
     record["command"] = command
     record["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds")
+    record["load"] = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "-"
     return record
+
+
+def busy_note():
+    """A warning when the machine is busy (1-minute load average above 1.5x its cores), or None.
+
+    Other processes on the cores make multi-threaded timings (BLAS, numba_parallel, the peers)
+    wait for their slowest thread: such figures are not worth keeping.
+    """
+    if not hasattr(os, "getloadavg"):
+        return None
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= 1.5 * cores:
+        return None
+    return (f"note: this machine is busy (load average {load:.1f} on {cores} cores): other "
+            "processes share the cores, and multi-threaded timings suffer most; rerun on a quiet "
+            "machine before believing small differences")
 
 
 def provenance_lines(record, prefix="# "):

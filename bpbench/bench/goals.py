@@ -91,7 +91,8 @@ def run_goals(depths=DEPTHS, batches=BATCHES, *, threads=None, settings=None, pr
                 row.update(roofline_s=r["roofline_s"], x_roofline=best.median / r["roofline_s"],
                            bound=r["bound"])
             row["verdict"] = verdict(batch, row["x_torch"], row["x_floor"])
-            row.update({k: record[k] for k in ("machine", "commit", "threads", "command")})
+            row.update({k: record[k] for k in ("machine", "commit", "threads", "command",
+                                               "load")})
             rows.append(row)
             if progress:
                 print(format_row(row), flush=True)
@@ -176,6 +177,9 @@ def run(args):
         print(f"(torch columns empty: {points.unavailable(PEER)})")
     met = (frame["verdict"] == "ok").sum()
     print(f"{met} of {len(frame)} points meet the goals; {header(record)}")
+    note = engine.busy_note()
+    if note:
+        print(note)
     frame.insert(len(frame.columns), "versions", record["versions"])
     path = write_csv(frame, args.out)
     print(f"wrote {path}")
