@@ -60,14 +60,21 @@ TARGET_MAX_EPOCHS = 1000
 class StepTiming:
     """asv timing attributes for step-sized calls (microseconds to a fraction of a second).
 
-    ``rounds``: each round is a new process per point, and asv pools the samples of all rounds,
-    so the process-to-process spread (thread placement, BLAS pools waking up, memory layout) is
-    inside its confidence interval and its significance test; with one round a single lucky or
-    unlucky process decided a point, and ``asv continuous`` raised false alarms.
-    ``repeat``: 10 to 25 samples (of >= 10 ms each: asv's ``sample_time``) per process, at most
-    0.4 s. ``setup`` has already warmed up (compiled) the point, so asv's own warm-up is short.
-    Sized so the step grid compares two commits, interleaved, in under ten minutes on two cores
-    (see the README's regression-tracking section).
+    How ``asv continuous``/``asv compare`` decide (asv 0.6, ``asv/_stats.py: is_different`` and
+    ``commands/compare.py``): a point is flagged when the ratio of the two medians exceeds
+    ``--factor`` *and* a Mann-Whitney U test of the two sets of samples, pooled over all rounds,
+    gives p < 0.002. Samples are many (``number`` calls each, so a sample lasts >= 10 ms), so
+    the test sees even a few percent; what keeps an unchanged commit quiet is the pooled
+    median's robustness, and that needs the process-to-process spread (thread placement, BLAS
+    pools waking up, memory layout) inside the samples:
+
+    - ``rounds = 4``: each round is a new process per point; asv pools the samples of all
+      rounds, so one unlucky process moves the pooled median little. With one round a single
+      process decided a point, and ``asv continuous`` raised false alarms (issue 10);
+    - ``repeat = (10, 25, 0.4)``: 10 to 25 samples per process, at most 0.4 s, so the four
+      processes weigh about the same and the step grid compares two commits, interleaved, in
+      under ten minutes on two cores (the process start, not the timing, is most of the cost);
+    - ``warmup_time``: short, ``setup`` has already warmed up (compiled) the point.
     """
 
     rounds = 4
