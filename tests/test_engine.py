@@ -133,3 +133,23 @@ def test_provenance_names_commit_machine_threads_versions_and_command():
     assert record["machine"] == machine.name() and record["command"] == "bpbench compare"
     assert record["numpy"] == np.__version__ and record["threads"].isdigit()
     assert len(record["commit"].split("+")[0]) == 40
+
+
+def test_every_consumer_times_through_the_one_engine():
+    # the import graph (import-linter's grimp): compare, fastest, goals, the GPU check, the
+    # floors and the noise command import the engine; lint-imports forbids the clock elsewhere
+    import grimp
+
+    graph = grimp.build_graph("bpbench", include_external_packages=True)
+    users = graph.find_modules_that_directly_import("bpbench.bench.engine")
+    for consumer in ("compare", "selection", "goals", "gpu_check", "floor", "roofline",
+                     "asv_tools", "compile_cost"):
+        assert f"bpbench.bench.{consumer}" in users, consumer
+    clock_readers = {m for m in graph.find_modules_that_directly_import("time")
+                     if m.startswith("bpbench.bench.") and ".peers" not in m}
+    assert clock_readers == {"bpbench.bench.engine"}
+    # the asv suite builds its points with the engine and times Point.step
+    with open(os.path.join(ROOT, "benchmarks", "common.py")) as f:
+        assert "engine.checked_point(" in f.read()
+    with open(os.path.join(ROOT, "benchmarks", "bench_step.py")) as f:
+        assert f.read().count("self.point.step()") == 3
