@@ -302,12 +302,14 @@ def step_table(frame, ceilings=None):
         raise ResultsError(f"the results hold no {STEP} benchmark")
     step = step[["machine", "impl", "depth", "batch", "value", "spread", "status"]].rename(
         columns={"value": "median_s"})
+    # parameters other benchmarks lack are NaN there, so pandas read these columns as floats
+    step = step.astype({"depth": int, "batch": int})
     step = _with_roofline(step, ceilings)
     rates = frame[frame["benchmark"].isin([FLOOR, GFLOPS]) & (frame["status"] == "ok")]
     if rates.empty:
         return step.assign(floor_fraction=math.nan)
     rates = rates.pivot_table(index=["impl", "depth", "batch"], columns="benchmark",
-                              values="value").reset_index()
+                              values="value").reset_index().astype({"depth": int, "batch": int})
     table = step.merge(rates, on=["impl", "depth", "batch"], how="left")
     # The tracked fraction comes from the rate benchmark's own (shorter) timing of the point:
     # floor seconds = fraction * that timing = fraction * flops / GFLOP/s. Divided by this
@@ -362,7 +364,7 @@ def load_ceilings(results_dir, machine):
     return roofline.from_frame(frame), frame.iloc[0].to_dict()
 
 
-def _other_tables(frame):
+def _other_tables(frame, heading="###"):
     """Markdown for the other benchmarks: one table per benchmark, impl across."""
     out = []
     skip = {STEP, FLOOR, GFLOPS, MEM_SETUP, THREADS}
@@ -403,7 +405,7 @@ def _other_tables(frame):
                     text += " ~"
                 row.append(text)
             rows.append(row)
-        out += [f"### {title} ({unit})", "", _markdown([*keys, *impls], rows), ""]
+        out += [f"{heading} {title} ({unit})", "", _markdown([*keys, *impls], rows), ""]
     return "\n".join(out)
 
 
@@ -593,7 +595,7 @@ def machine_section(frame, results_dir, plots=True, heading="##"):
         lines += ["**Failed**: " + ", ".join(sorted(set(
             f"{r.benchmark} [{r.impl}]" for r in failed.itertuples()
             if isinstance(r.impl, str)))), ""]
-    lines += [f"{heading}# Other benchmarks", "", _other_tables(frame), ""]
+    lines += [f"{heading}# Other benchmarks", "", _other_tables(frame, heading + "##"), ""]
     lines += _csv_sections(results_dir, machine, heading + "#")
     return lines, table, files, note
 
