@@ -95,3 +95,32 @@ def test_time_to_target_runs_the_peers_own_loop_to_the_same_target():
     assert abs(len(theirs) - len(ours)) <= 2
     # and the same first-epoch loss (float32 rounding apart)
     assert theirs[0] == pytest.approx(ours[0], rel=1e-4)
+
+
+def test_compare_command_reads_the_cached_ceilings_and_writes_provenance(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from bpbench.bench import roofline
+
+    # a cached entry for this machine, 1 thread and these versions: compare must not measure
+    ceil = {"machine": machine.name(), "threads": 1, "peak": {"float32": 1e11, "float64": 5e10},
+            "levels": [{"level": "DRAM", "capacity": None, "bandwidth": 1e10}]}
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / roofline.CACHE_FILE).write_text(json.dumps({roofline._key(1): ceil}))
+    env = dict(os.environ, BPBENCH_CACHE_DIR=str(tmp_path / "cache"), BPBENCH_THREADS="1",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "bpbench", "compare", "--impls", "numpy",
+                          "--depths", "0", "--batches", "1,4", "--width", "8", "--quiet",
+                          "--no-floor", "--out", str(tmp_path / "c.csv")],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "measuring" not in out.stdout and f"machine {machine.name()}" in out.stdout
+    frame = pd.read_csv(tmp_path / "c.csv")
+    net = points.grid_net(0, 8)
+    for row in frame.itertuples():
+        bound = roofline.bound(net, row.batch, ceil)
+        assert row.roofline_s == pytest.approx(bound["roofline_s"])
+        assert row.threads == 1 and row.machine == machine.name()
+        assert "bpbench compare" in row.command and "numpy" in row.versions

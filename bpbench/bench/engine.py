@@ -356,8 +356,11 @@ def provenance(command=None):
     for lib in LIBRARIES:
         record[lib] = _version(lib) or "-"
     if command is None:
-        command = " ".join(["bpbench" if a.endswith("bpbench") else a for a in sys.argv[:1]]
-                           + sys.argv[1:])
+        prog = sys.argv[0] if sys.argv else ""
+        if os.path.basename(prog) == "bpbench" or prog.endswith(
+                os.path.join("bpbench", "__main__.py")):
+            prog = "bpbench"  # the console script or python -m bpbench
+        command = " ".join([os.path.basename(prog), *sys.argv[1:]])
     record["command"] = command
     record["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds")
