@@ -2,8 +2,10 @@
 
 Two spirals (256 points), relu MLP of width 64, SGD with lr 0.1 and mini-batches of ``batch``,
 float32, from ``net.init(0)`` and the same shuffling seed for everyone: the number of epochs
-is the same for every implementation up to rounding (``track_epochs_to_target``), so the time
+is the same for every contestant up to rounding (``track_epochs_to_target``), so the time
 is the per-epoch speed over a real training run, Python loop and fast paths included.
+Implementations train with :func:`bpbench.train`; a peer (PyTorch...) with its own training
+loop (``train_epochs``) over the same batches, from the same init.
 """
 
 from . import common

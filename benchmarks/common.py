@@ -1,25 +1,43 @@
 """What every benchmark in this suite shares: the grid, cached points, the skip logic.
 
+- The engine: every point is built by :func:`bpbench.bench.engine.checked_point` (the point
+  ``bpbench compare`` times: same seeded net, params and batch, checked against the float64
+  reference, warmed up, the run's thread count applied to BLAS, Numba and the peers), and the
+  timed body is :meth:`Point.step <bpbench.bench.points.Point.step>` (``step_prepared`` +
+  ``synchronize``), the call the engine times. Only the clock is asv's own: its statistics
+  (confidence intervals, the significance test of ``asv compare``) need its samples.
 - The grid: ``IMPLS`` x ``DEPTHS`` x ``BATCHES`` at ``WIDTH``, ``DTYPE`` (see
-  :func:`bpbench.bench.points.grid_net`). Every contestant name is a parameter value on every
-  machine, so results line up across machines and commits; what cannot run here is skipped.
+  :func:`bpbench.bench.points.grid_net`). ``IMPLS`` is the one contestant list (every
+  registered implementation, then every peer), so a new peer appears here by itself; every name
+  is a parameter value on every machine, so results line up across machines and commits; what
+  cannot run here is skipped.
+- Threads: ``$BPBENCH_THREADS``, else every core (``bpbench asv`` sets it explicitly);
+  ``TrackThreads`` records the count each run used.
 - Skips: asv's mechanism, ``NotImplementedError`` raised in ``setup`` (asv prints the reason):
   an implementation unavailable here (no GPU, PyTorch not installed) or a pure-Python point
   that would take minutes (:func:`bpbench.bench.points.skip_reason`).
 - Caching: asv re-runs ``setup`` before every sample, so a point (model checked against the
   reference and warmed up: JIT compiled) is built once per process and reused.
 - Cost: asv runs every parameter combination in a fresh process (``launch_method: spawn``), so
-  the grids are small and bpbench is imported lazily (a ``track_`` lookup costs a process
-  start, not an import of NumPy, SciPy and Numba).
+  the grids are small; bpbench's measuring tools are imported lazily (a ``track_`` lookup
+  costs a process start, not an import of Numba).
 - Nothing here is named ``time_*``/``track_*``/``peakmem_*``: asv would take it for a benchmark.
 """
 
 from __future__ import annotations
 
-#: contestants: the five built-in implementations, then the PyTorch CPU eager peer
-#: (the same names as bpbench.bench.points.CONTESTANTS, written out so that importing this module
-#: stays cheap)
-IMPLS = ["naive", "numpy", "numba", "numba_parallel", "cuda", "torch"]
+
+def _contestants():
+    """The one contestant list (``bpbench.bench.points.contestants``), read without SciPy's cost
+    beyond ``import bpbench``: the registry's names, then the peers'."""
+    from bpbench import registry
+    from bpbench.bench import peers
+
+    return list(registry.names()) + peers.names()
+
+
+#: contestants: every registered implementation, then every peer
+IMPLS = _contestants()
 DEPTHS = [1, 4]
 BATCHES = [1, 32, 1024]
 WIDTH = 256
@@ -42,15 +60,34 @@ TARGET_MAX_EPOCHS = 1000
 class StepTiming:
     """asv timing attributes for step-sized calls (microseconds to a fraction of a second).
 
-    asv times one call per sample when a benchmark has a setup; 10 to 100 samples within about
-    a second give a stable median and quartiles. ``setup`` already warmed up (compiled), so
-    asv's own warm-up is short; one round because every point is its own process anyway.
+    How ``asv continuous``/``asv compare`` decide (asv 0.6, ``asv/_stats.py: is_different`` and
+    ``commands/compare.py``): a point is flagged when the ratio of the two medians exceeds
+    ``--factor`` *and* a Mann-Whitney U test of the two sets of samples, pooled over all rounds,
+    gives p < 0.002. Samples are many (``number`` calls each, so a sample lasts >= 10 ms), so
+    the test sees even a few percent; what keeps an unchanged commit quiet is the pooled
+    median's robustness, and that needs the process-to-process spread (thread placement, BLAS
+    pools waking up, memory layout) inside the samples:
+
+    - ``rounds = 4``: each round is a new process per point; asv pools the samples of all
+      rounds, so one unlucky process moves the pooled median little. With one round a single
+      process decided a point, and ``asv continuous`` raised false alarms (issue 10);
+    - ``repeat = (10, 25, 0.4)``: 10 to 25 samples per process, at most 0.4 s, so the four
+      processes weigh about the same and the step grid compares two commits, interleaved, in
+      under ten minutes on two cores (the process start, not the timing, is most of the cost);
+    - ``warmup_time``: short, ``setup`` has already warmed up (compiled) the point.
     """
 
-    rounds = 1
-    repeat = (10, 100, 1.0)
+    rounds = 4
+    repeat = (10, 25, 0.4)
     warmup_time = 0.05
     timeout = 300
+
+
+def is_peer(impl):
+    """True for a peer (PyTorch...), False for a bpbench implementation."""
+    from bpbench.bench import peers
+
+    return impl in peers.PEERS
 
 
 def skip_if_unavailable(impl, net, batch):
@@ -70,12 +107,20 @@ def point(impl, depth, batch, width=WIDTH, dtype=DTYPE, *, warm_batch=None, chec
     key = (impl, depth, batch, width, dtype, warm_batch, check_rows)
     if key in _points:  # asv calls setup before every sample: answer in microseconds
         return _points[key]
-    from bpbench.bench import points
+    from bpbench.bench import engine, points
 
     net = points.grid_net(depth, width, dtype)
     skip_if_unavailable(impl, net, batch)
-    _points[key] = points.build(impl, net, batch, warm_batch=warm_batch, check_rows=check_rows)
+    _points[key] = engine.checked_point(impl, net, batch, warm_batch=warm_batch,
+                                        check_rows=check_rows)
     return _points[key]
+
+
+def threads():
+    """The thread count of this benchmark process (what every contestant is given)."""
+    from bpbench.bench import threads as pools
+
+    return pools.resolve()
 
 
 def grid_rates():
@@ -87,8 +132,8 @@ def grid_rates():
     """
     from bpbench.bench.compare import run_grid
 
-    frame = run_grid(IMPLS, DEPTHS, BATCHES, WIDTH, DTYPE, progress=False,
-                     timing={"warmup": 1, "min_time": 0.05, "min_repeats": 5, "max_time": 0.3})
+    frame = run_grid(IMPLS, DEPTHS, BATCHES, WIDTH, DTYPE, progress=False, timing="track",
+                     roofline=False)
     # plain Python values: the track processes unpickle this without importing pandas
     return {(r["impl"], int(r["depth"]), int(r["batch"])):
             {"status": str(r["status"]), "reason": str(r["reason"]),
@@ -121,8 +166,6 @@ def target_skip(impl):
     """Why ``impl`` is not run to the target here, or None."""
     from bpbench.bench import points
 
-    if impl == "torch":
-        return "bpbench.train drives bpbench implementations; the PyTorch peer is timed per step"
     if impl == "naive":
         return "naive (pure Python) skipped: a run to the target takes about a minute"
     return points.unavailable(impl)
@@ -131,16 +174,25 @@ def target_skip(impl):
 def train_to_target(impl, net, X, y, batch):
     """Train a fresh model from ``net.init(0)`` until the epoch loss <= TARGET_LOSS; the history.
 
+    Implementations run :func:`bpbench.train`; a peer runs its own training loop
+    (``train_epochs``) over the same batches (one ``default_rng(0)`` permutation per epoch),
+    from the same init, with the same learning rate and stopping rule.
     Raises RuntimeError when the target is not reached in TARGET_MAX_EPOCHS epochs.
     """
     from bpbench import train
-    from bpbench.bench import points
+    from bpbench.bench import peers, points
 
     model = points.make_model(impl, net, net.init(seed=0))
-    history = train(model, X, y, lr=TARGET_LR, epochs=TARGET_MAX_EPOCHS, batch_size=batch,
-                    seed=0, target_loss=TARGET_LOSS)
+    if impl in peers.PEERS:
+        history = model.train_epochs(X, y, TARGET_LR, TARGET_MAX_EPOCHS, batch, seed=0,
+                                     target_loss=TARGET_LOSS)
+        reached = bool(history) and history[-1] <= TARGET_LOSS
+    else:
+        history = train(model, X, y, lr=TARGET_LR, epochs=TARGET_MAX_EPOCHS, batch_size=batch,
+                        seed=0, target_loss=TARGET_LOSS)
+        reached = history.stop_reason == "target"
     model.synchronize()
-    if history.stop_reason != "target":
+    if not reached:
         raise RuntimeError(f"{impl} did not reach loss {TARGET_LOSS} in {len(history)} epochs "
                            f"(last {history[-1]:.4g})")
     return history
@@ -184,9 +236,9 @@ def compile_cache_dir():
 
 def compile_args(impl, depth, batch):
     """(impl, net, batch) for the compile-cost benchmark; asv skip when it does not apply here."""
-    if impl == "torch":
-        raise NotImplementedError("PyTorch eager compiles nothing; the compile benchmark is for "
-                                  "bpbench implementations")
+    if is_peer(impl):
+        raise NotImplementedError("the compile benchmark is for bpbench implementations (a "
+                                  "peer reports its own compile time)")
     from bpbench.bench import points
 
     net = points.grid_net(depth, WIDTH, DTYPE)

@@ -1,4 +1,5 @@
-"""Command line: ``bpbench list | validate | train | compare | report | fastest | gpu-check``.
+"""Command line: ``bpbench list | validate | train | compare | goals | report | fastest | gpu-check
+| roofline | noise | machine | asv``.
 
 The top layer: it imports the contract and the measuring tools (:mod:`bpbench.bench`), and
 nothing imports it. Options are typed (:mod:`bpbench.bench.argtypes`), so a bad value is an
@@ -156,11 +157,16 @@ def build_parser():
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    from .bench import compare, gpu_check, report, selection
+    from .bench import asv_tools, compare, goals, gpu_check, machine, report, roofline, selection
     p = sub.add_parser("compare", help="time every available implementation on a grid, "
                        "side by side, and print the table (the main job)")
     compare.add_arguments(p)
     p.set_defaults(func=compare.run)
+
+    p = sub.add_parser("goals", help="the performance goals' table: best Numba step vs PyTorch, "
+                       "the BLAS floor and the roofline, with verdicts")
+    goals.add_arguments(p)
+    p.set_defaults(func=goals.run)
 
     p = sub.add_parser("report", help="turn asv results into tables and plots (results/README.md)")
     report.add_arguments(p)
@@ -175,6 +181,26 @@ def build_parser():
                        "implementations and PyTorch on CUDA (--smoke: on the simulator)")
     gpu_check.add_arguments(p)
     p.set_defaults(func=gpu_check.run)
+
+    p = sub.add_parser("roofline", help="this machine's measured ceilings: GEMM peak, memory "
+                       "bandwidth per cache level (measured once, cached)")
+    roofline.add_arguments(p)
+    p.set_defaults(func=roofline.run)
+
+    p = sub.add_parser("machine", help="this machine's name, derived from its hardware "
+                       "(--register: record it as asv's machine)")
+    machine.add_arguments(p)
+    p.set_defaults(func=machine.run)
+
+    p = sub.add_parser("noise", help="benchmark one commit twice with asv: per point the "
+                       "spread and the smallest slowdown this machine can detect")
+    asv_tools.add_noise_arguments(p)
+    p.set_defaults(func=asv_tools.run_noise)
+
+    p = sub.add_parser("asv", help="run asv under this machine's name (registers it, adds "
+                       "--machine): bpbench asv run ..., bpbench asv continuous ...")
+    p.add_argument("asv_args", nargs=argparse.REMAINDER, help="asv's command and options")
+    p.set_defaults(func=asv_tools.run_asv)
     return parser
 
 

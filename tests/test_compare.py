@@ -10,11 +10,15 @@ import pytest
 from bpbench.bench import compare, points
 
 FAST = {"warmup": 1, "min_time": 0.01, "min_repeats": 3, "max_time": 0.1}
+#: ceilings written by hand (the real ones are measured once per machine, about 30 s)
+CEILINGS = {"peak": {"float32": 1e11, "float64": 5e10},
+            "levels": [{"level": "L1", "capacity": 65536, "bandwidth": 3e11},
+                       {"level": "DRAM", "capacity": None, "bandwidth": 5e10}]}
 
 
 def test_every_point_is_a_row_with_consistent_numbers():
     frame = compare.run_grid(["numpy", "naive"], depths=[0, 1], batches=[1, 3], width=8,
-                             progress=False, timing=FAST)
+                             progress=False, timing=FAST, threads=1, ceilings=CEILINGS)
     assert len(frame) == 2 * 2 * 2
     assert set(frame["status"]) == {"ok"}
     assert list(frame.columns) == list(compare.COLUMNS)
@@ -24,6 +28,9 @@ def test_every_point_is_a_row_with_consistent_numbers():
         assert row.q25_s <= row.median_s <= row.q75_s
         assert row.max_rel_error <= 1e-4  # checked against the reference before timing
         assert row.floor_fraction == pytest.approx(row.floor_s / row.median_s)
+        assert row.ci_low_s <= row.median_s <= row.ci_high_s
+        assert row.roofline_fraction == pytest.approx(row.roofline_s / row.median_s)
+        assert row.threads == 1 and row.machine and row.commit and "numpy" in row.versions
     numpy_rows = frame[frame["impl"] == "numpy"]
     assert np.allclose(numpy_rows["speedup_vs_numpy"], 1.0)
 
@@ -44,8 +51,8 @@ def test_a_wrong_answer_is_not_timed_and_fails_the_command(monkeypatch, tmp_path
         def __getattr__(self, name):
             return getattr(self.model, name)
 
-    def make(name, net, params):
-        model = real(name, net, params)
+    def make(name, net, params, **kwargs):
+        model = real(name, net, params, **kwargs)
         return Wrong(model) if name == "naive" else model
 
     monkeypatch.setattr(points, "make_model", make)
@@ -53,7 +60,8 @@ def test_a_wrong_answer_is_not_timed_and_fails_the_command(monkeypatch, tmp_path
     parser = argparse.ArgumentParser()
     compare.add_arguments(parser)
     args = parser.parse_args(["--impls", "numpy,naive", "--depths", "1", "--batches", "1,2",
-                              "--width", "8", "--out", str(out), "--quiet", "--no-floor"])
+                              "--width", "8", "--out", str(out), "--quiet", "--no-floor",
+                              "--no-roofline"])
     monkeypatch.setattr(compare, "TIMING", FAST)
     assert compare.run(args) == compare.EXIT_DISAGREE
     frame = pd.read_csv(out)
@@ -68,7 +76,7 @@ def test_a_wrong_answer_is_not_timed_and_fails_the_command(monkeypatch, tmp_path
 
 def test_hopeless_and_unavailable_points_are_skipped_with_a_reason():
     frame = compare.run_grid(["naive"], depths=[1], batches=[4096], width=256, progress=False,
-                             timing=FAST, floor=False)
+                             timing=FAST, floor=False, roofline=False)
     row = frame.iloc[0]
     assert row["status"] == "skipped" and "pure Python" in row["reason"]
     assert math.isnan(row["median_s"])

@@ -87,8 +87,12 @@ def test_gpu_check_smoke_runs_end_to_end_on_the_simulator(simulator_runs):
     assert "device: Numba CUDA simulator" in out and "all passed" in out, out
     with open(simulator_runs["csv"], newline="") as f:
         rows = {row["impl"]: row for row in csv.DictReader(f)}
-    assert set(rows) == {"cuda", "numba", "numpy", "torch"}, rows
+    from bpbench.bench import points
+
+    assert list(rows) == points.contestants(), rows  # the one contestant list, in its order
     assert float(rows["cuda"]["median_s"]) > 0 and float(rows["numpy"]["median_s"]) > 0
+    assert float(rows["cuda"]["ci_low_s"]) <= float(rows["cuda"]["median_s"])
+    assert rows["cuda"]["machine"] and rows["cuda"]["commit"] and rows["cuda"]["threads"]
     # numba is never timed in the smoke run, torch only where it sees a GPU: reasons recorded
     assert rows["numba"]["median_s"] == "" and rows["numba"]["note"].startswith("skipped:")
     assert rows["torch"]["median_s"] != "" or rows["torch"]["note"].startswith("skipped:")

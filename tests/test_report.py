@@ -115,9 +115,11 @@ def test_report_command_writes_markdown_and_plots(tmp_path, capsys):
     text = (tmp_path / "README.md").read_text()
     assert "# bpbench results" in text and "| batch | numpy | numba | torch | winner |" in text
     assert "**Failed**" in text and "time_step [torch]" in text
+    assert "Machine `box`" in text and "commit `aaaaaaaaaa`" in text
     pytest.importorskip("matplotlib")
-    assert (tmp_path / "time_vs_batch.png").stat().st_size > 1000
-    assert (tmp_path / "speedup_heatmap.png").stat().st_size > 1000
+    assert (tmp_path / "box" / "time_vs_batch.png").stat().st_size > 1000
+    assert (tmp_path / "box" / "speedup_heatmap.png").stat().st_size > 1000
+    assert "![time_vs_batch.png](box/time_vs_batch.png)" in text
     assert "wrote" in capsys.readouterr().out
 
 
@@ -133,7 +135,8 @@ def test_without_matplotlib_tables_only_said_once(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     write_results(tmp_path)
     path, files, note = report.write_report(report.load_results(str(tmp_path)),
-                                            str(tmp_path / "README.md"))
+                                            str(tmp_path / "README.md"),
+                                            results_dir=str(tmp_path))
     assert files == [] and "tables only" in note
     assert (tmp_path / "README.md").read_text().count("tables only") == 1
 
@@ -142,3 +145,57 @@ def test_format_seconds():
     assert report.format_seconds(4.12e-4) == "412 µs"
     assert report.format_seconds(2.5) == "2.5 s"
     assert report.format_seconds(math.nan) == "-"
+
+
+def write_ceilings(root, machine="box", peak=1e11, bandwidth=1e11):
+    """A ceilings.csv as `bpbench roofline --out` writes it (values chosen by hand)."""
+    import pandas as pd
+
+    from bpbench.bench import roofline
+
+    ceil = {"machine": machine, "threads": 2, "peak": {"float32": peak, "float64": peak / 2},
+            "levels": [{"level": "L2", "capacity": 2**21, "bandwidth": bandwidth},
+                       {"level": "DRAM", "capacity": None, "bandwidth": bandwidth / 4}]}
+    record = {"commit": "a" * 40, "command": "bpbench roofline", "timestamp": "now",
+              "numpy": "2.0"}
+    frame = roofline.to_frame(ceil, record)
+    frame.to_csv(root / machine / "ceilings.csv", index=False)
+    back = roofline.from_frame(pd.read_csv(root / machine / "ceilings.csv"))
+    assert back["peak"] == ceil["peak"] and back["levels"] == ceil["levels"]
+    return ceil
+
+
+def test_roofline_fractions_come_from_the_machines_ceilings(tmp_path):
+    write_results(tmp_path)
+    ceil = write_ceilings(tmp_path)
+    frame = report.load_results(str(tmp_path))
+    table = report.step_table(frame, report.load_ceilings(str(tmp_path), "box")[0])
+    row = table[(table["impl"] == "numba") & (table["batch"] == 8)].iloc[0]
+    # depth 1, batch 8, float32, width 256: compute-bound at 1e11 FLOP/s (the model's own
+    # count is checked by hand in test_roofline.py)
+    from bpbench.bench import roofline
+    expected = roofline.bound(points.grid_net(1), 8, ceil)["roofline_s"]
+    assert row["roofline_fraction"] == pytest.approx(expected / 2e-3)
+    text = report.format_tables(table)
+    assert f"roof {expected / 2e-3:.0%}" in text
+
+
+def test_two_machines_are_never_one_column_but_a_column_each(tmp_path):
+    import pandas as pd
+
+    write_results(tmp_path, machine="amd-epyc-f25m17-2cpu")
+    write_results(tmp_path, machine="intel-xeon-f6m143-16cpu",
+                  step=[1e-3, 4e-3, 5e-4, 1e-3, float("nan"), None])
+    frames = report.load_all(str(tmp_path))
+    assert set(frames) == {"amd-epyc-f25m17-2cpu", "intel-xeon-f6m143-16cpu"}
+    mixed = pd.concat([report.step_table(f) for f in frames.values()])
+    with pytest.raises(report.MixedMachinesError, match="2 machines"):
+        report.format_tables(mixed)
+    path, _, _ = report.write_report(frames, str(tmp_path / "README.md"), plots=False,
+                                     results_dir=str(tmp_path), summary=str(tmp_path / "s.md"))
+    text = (tmp_path / "README.md").read_text()
+    assert "## amd-epyc-f25m17-2cpu" in text and "## intel-xeon-f6m143-16cpu" in text
+    header = "| impl | depth | batch | amd-epyc-f25m17-2cpu | intel-xeon-f6m143-16cpu |"
+    assert header in text
+    assert "| numpy | 1 | 1 | 2 ms | 1 ms |" in text
+    assert "**amd-epyc-f25m17-2cpu**" in (tmp_path / "s.md").read_text()

@@ -3,7 +3,7 @@
 Within one process a JIT implementation compiles once and every later model reuses the code, so
 the first-call cost is only measurable in a new interpreter. :func:`compile_cost` starts one
 (``python -m bpbench.bench.compile_cost SPEC``), which imports the implementation, then times
-constructing a model and its first ``step`` (:func:`bpbench.bench.timing.time_first_call`).
+constructing a model and its first ``step`` (:func:`bpbench.bench.engine.time_first_call`).
 
 - cold: Numba's cache directory (``NUMBA_CACHE_DIR``) is an empty temporary directory, so
   everything compiles;
@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 #: the directory holding the bpbench package (and impls/), put on the child's PYTHONPATH
@@ -77,11 +76,11 @@ def _measure(spec):
     import numpy as np
 
     import bpbench
-    from bpbench.bench.timing import TIMING_LR, time_first_call
+    from bpbench.bench.engine import TIMING_LR, stopwatch, time_first_call
 
-    t0 = time.perf_counter()
+    clock = stopwatch()
     cls = bpbench.get(spec["impl"])
-    import_seconds = time.perf_counter() - t0
+    import_seconds = clock()
     acts = spec.get("activation") or "relu"
     if isinstance(acts, list) and len(acts) == 0:
         acts = "relu"
@@ -97,10 +96,10 @@ def _measure(spec):
         y = rng.standard_normal((B, net.sizes[-1])).astype(net.dtype)
     models = []
     first = time_first_call(lambda: models.append(cls(net, params)) or models[-1], X, y, TIMING_LR)
-    t0 = time.perf_counter()
+    clock = stopwatch()
     models[-1].step(X, y, TIMING_LR)
     models[-1].synchronize()
-    step = time.perf_counter() - t0
+    step = clock()
     return {"import_seconds": import_seconds, "first_step_seconds": first, "step_seconds": step}
 
 

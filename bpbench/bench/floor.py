@@ -1,4 +1,4 @@
-"""What one SGD step cannot beat: its matrix products, timed alone (the "BLAS floor").
+"""The "same library" reference: a step's matrix products, timed alone through NumPy's BLAS.
 
 A step of an L-layer net multiplies, per layer l with H (B, n_in), W (n_in, n_out), dZ (B, n_out):
 
@@ -7,18 +7,17 @@ A step of an L-layer net multiplies, per layer l with H (B, n_in), W (n_in, n_ou
 - input grad     dZ @ W^T    (B, n_out) x (n_out, n_in), for every layer but the first
 
 :func:`blas_floor` times each of those with ``np.dot`` on contiguous operands of the net's dtype
-and sums the medians: an implementation whose products are BLAS calls can only add time to that.
-:func:`physical_limit` divides the step's FLOP count by the rate np.dot reaches on a large square
-product, the most this machine's BLAS gets out of the cores.
+(:func:`bpbench.bench.engine.time_call`) and sums the medians: an implementation whose products
+are separate BLAS calls can only add time to that. It is not a floor of every step: a fused
+update, hand loops that skip zero rows, or another library's GEMM can beat it. The true floor
+of a point, the roofline, is :mod:`bpbench.bench.roofline`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .timing import time_call
-
-_rates = {}
+from . import engine
 
 
 def gemm_shapes(net, batch_size):
@@ -37,7 +36,7 @@ def gemm_shapes(net, batch_size):
     return shapes
 
 
-def gemm_times(net, batch_size, seed=0, **timing_kwargs):
+def gemm_times(net, batch_size, seed=0, settings="floor"):
     """``[(label, Timing), ...]``: np.dot on contiguous random operands of each product's shape."""
     rng = np.random.default_rng(seed)
     out = []
@@ -45,30 +44,15 @@ def gemm_times(net, batch_size, seed=0, **timing_kwargs):
         a = rng.standard_normal(a_shape).astype(net.dtype)
         b = rng.standard_normal(b_shape).astype(net.dtype)
         c = np.empty((a_shape[0], b_shape[1]), dtype=net.dtype)
-        out.append((label, time_call(lambda a=a, b=b, c=c: np.dot(a, b, out=c), **timing_kwargs)))
+        out.append((label, engine.time_call(lambda a=a, b=b, c=c: np.dot(a, b, out=c),
+                                            settings=settings)))
     return out
 
 
-def blas_floor(net, batch_size, **timing_kwargs):
+def blas_floor(net, batch_size, settings="floor"):
     """Seconds: the sum of the median np.dot times of the step's products (:func:`gemm_shapes`).
 
     Operands are contiguous arrays of ``net.dtype``; the results go into preallocated arrays, so
-    no allocation is timed. Keyword arguments go to :func:`bpbench.bench.timing.time_call`.
+    no allocation is timed. ``settings``: the engine's (a preset name or Settings).
     """
-    return sum(t.median for _, t in gemm_times(net, batch_size, **timing_kwargs))
-
-
-def gemm_rate(dtype="float32", n=2048):
-    """FLOP/s of np.dot on two n x n matrices of ``dtype`` (measured once per process)."""
-    key = (np.dtype(dtype).name, int(n))
-    if key not in _rates:
-        a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
-        c = np.empty_like(a)
-        t = time_call(lambda: np.dot(a, a, out=c), warmup=1, min_repeats=5, min_time=0.5)
-        _rates[key] = 2.0 * n ** 3 / t.median
-    return _rates[key]
-
-
-def physical_limit(net, batch_size):
-    """Seconds one step would take if all its FLOP ran at :func:`gemm_rate` (``net.step_flops``)."""
-    return net.step_flops(batch_size) / gemm_rate(net.dtype.name)
+    return sum(t.median for _, t in gemm_times(net, batch_size, settings=settings))

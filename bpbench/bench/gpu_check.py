@@ -9,16 +9,18 @@
    an epoch through :func:`bpbench.train` against ``numpy``; logits of 1e4; and that every kernel
    was compiled only for argument types in the kernels' signature table (what the PTX test
    compiles). Every other contestant gets one gradient check before its rows are timed.
-2. **Timing**: one float32 SGD step (``step_prepared``: batch already on the device, so no
-   transfers; warm-up first, so no compilation; ``synchronize`` before the clock stops) of
-   ``cuda``, ``numba``, ``numpy`` and PyTorch eager on CUDA (TF32 off) for widths 256 and 1024,
-   depths 2 and 8, batches 1, 64 and 4096 (relu, cross-entropy, 10 classes). CPU contestants skip
-   the cells whose step would take too long (the FLOP caps below), saying so.
+2. **Timing**: one float32 SGD step of every contestant (:func:`bpbench.bench.points.contestants`:
+   the implementations, then the peers, which run on CUDA here: PyTorch eager with TF32 off...)
+   for widths 256 and 1024, depths 2 and 8, batches 1, 64 and 4096 (relu, cross-entropy, 10
+   classes), each measured by the one engine (:func:`bpbench.bench.engine.measure`: the point
+   checked against the reference, warmed up, ``step_prepared`` on a batch already on the device,
+   ``synchronize`` before the clock stops, median with a confidence interval). CPU contestants
+   skip the cells whose step would take too long (:data:`CPU_FLOP_CAP`), saying so.
 3. **Output**: the card's name, a table (median step time, GFLOP/s of the step's products,
    cuda's speed relative to torch) and a CSV (``--csv``).
 
-Needs only numpy and numba-cuda (plus torch for its rows, bpbench's numba implementation for
-its rows): missing contestants are skipped with the reason, never a crash. Exit status 0 when
+Needs only numpy and numba-cuda (plus torch for its rows, bpbench's numba implementations for
+theirs): missing contestants are skipped with the reason, never a crash. Exit status 0 when
 every validation passed, 1 otherwise. Designed to finish within 5 minutes on an H100-class GPU
 (a time budget skips remaining cells, saying so, if not).
 """
@@ -29,7 +31,6 @@ import argparse
 import csv
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -39,18 +40,19 @@ import numpy as np
 WIDTHS, DEPTHS, BATCHES = (256, 1024), (2, 8), (1, 64, 4096)
 #: output classes of the timed networks
 CLASSES = 10
-#: contestants, in table order ("torch" is the PyTorch CUDA peer)
-CONTESTANTS = ("cuda", "numba", "numpy", "torch")
 #: most FLOP per step a CPU contestant is timed at (above: skipped; one step would take seconds)
-CPU_FLOP_CAPS = {"numba": 2e10, "numpy": 1e11}
+CPU_FLOP_CAP = 2e10
+#: the GPU contestants: the cuda implementation and every peer (run with device="cuda")
+GPU_IMPLS = ("cuda",)
 #: seconds after which the remaining cells are skipped (the whole check must fit in 5 minutes)
 TIME_BUDGET = 240.0
-#: time_call settings: real run, and the smoke run on the simulator (one sample is enough)
-TIMING = {"warmup": 2, "min_time": 0.1, "min_repeats": 5, "max_time": 1.5}
-SMOKE_TIMING = {"warmup": 1, "min_time": 0.0, "min_repeats": 1, "max_time": 0.0}
+#: engine settings: real run, and the smoke run on the simulator (a few samples are enough)
+TIMING = "compare"
+SMOKE_TIMING = "smoke"
 
-FIELDS = ["impl", "width", "depth", "batch", "dtype", "median_s", "q25_s", "q75_s", "repeats",
-          "gflops", "vs_torch", "note"]
+FIELDS = ["impl", "width", "depth", "batch", "dtype", "median_s", "q25_s", "q75_s", "ci_low_s",
+          "ci_high_s", "repeats", "gflops", "vs_torch", "note", "machine", "commit", "threads",
+          "command"]
 
 
 # ---------------------------------------------------------------- setup
@@ -64,19 +66,6 @@ def _device_name(cuda):
     dev = cuda.get_current_device()
     name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
     return f"{name} (compute capability {dev.compute_capability[0]}.{dev.compute_capability[1]})"
-
-
-def _net(width, depth, dtype="float32"):
-    import bpbench
-
-    return bpbench.Network((width,) * (depth + 1) + (CLASSES,), activation="relu",
-                           loss="cross_entropy", dtype=dtype)
-
-
-def _batch(net, batch, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((batch, net.sizes[0])).astype(net.dtype)
-    return X, rng.integers(0, net.sizes[-1], batch)
 
 
 # ---------------------------------------------------------------- 1. validation
@@ -183,26 +172,29 @@ def validate_cuda(smoke):
     return failures
 
 
+def contestants():
+    """Every contestant (the one list, :func:`bpbench.bench.points.contestants`)."""
+    from bpbench.bench import points
+
+    return points.contestants()
+
+
+def _device(name):
+    """Where ``name`` runs in this check: peers on CUDA, implementations where they run."""
+    from bpbench.bench import peers
+
+    return "cuda" if name in peers.PEERS else "cpu"
+
+
 def _contestant_problem(name, smoke):
     """None when ``name`` can be timed here, else why not (a sentence)."""
-    import bpbench
-    from bpbench.agreement import compare_gradients, make_case
-    from bpbench.bench.peers.torch_eager import unavailable as torch_unavailable
+    from bpbench.bench import points
 
-    if name == "torch":
-        return torch_unavailable("cuda")
-    if smoke and name == "numba":
-        return "not in --smoke (its JIT compilation would be most of the smoke run)"
-    try:
-        bpbench.get(name)
-    except (bpbench.UnavailableError, KeyError) as exc:
-        return str(exc)
-    if name == "cuda" or smoke:
-        return None  # cuda was validated above; the smoke run keeps the simulator time short
-    # a quick cross-check before any of its numbers are trusted
-    _, net, params, X, y = make_case((9, 17, 3), "relu", "cross_entropy", 5, "float32", seed=1)
-    bad = [r for r in compare_gradients(name, net, params, X, y, case="pre-timing") if not r["ok"]]
-    return f"failed validation: {bad[0]}" if bad else None
+    if name == "cuda":
+        return None  # validated above (the simulator too: its smoke run exercises the path)
+    if smoke and name != "numpy":
+        return "not in --smoke (its setup would be most of the smoke run)"
+    return points.unavailable(name, device=_device(name))
 
 
 # ---------------------------------------------------------------- 2. timing
@@ -213,59 +205,73 @@ def launch_cost(cuda, timing):
     What each of the ``3 * (depth + 1)`` launches of a cuda step costs at least; at small
     batches the step time is about that many of these (the GPU work itself is shorter).
     """
-    from bpbench.bench.timing import time_call
+    from bpbench.bench import engine
     from bpbench.impls import _cuda_kernels as K
 
     index = cuda.to_device(np.zeros(1, np.int64))
     out = cuda.device_array(1, np.int64)
     launch = K.gather_labels[1, 32]
-    return time_call(lambda: launch(index, index, out), sync=cuda.synchronize, **timing)
+    return engine.time_call(lambda: launch(index, index, out), sync=cuda.synchronize,
+                            settings=timing)
 
 
-def _make(name, net, params):
-    import bpbench
-    from bpbench.bench.peers.torch_eager import TorchPeer
+def _too_slow(name, net, batch):
+    from bpbench.bench import points
 
-    if name == "torch":
-        return TorchPeer(net, params, device="cuda")
-    return bpbench.get(name)(net, params)
+    reason = points.too_slow(name, net, batch)
+    if reason or name in GPU_IMPLS or _device(name) == "cuda":
+        return reason
+    flops = net.step_flops(batch)
+    if flops > CPU_FLOP_CAP:
+        return (f"{flops:.1e} FLOP per step is over the CPU contestants' cap of "
+                f"{CPU_FLOP_CAP:.0e}")
+    return None
 
 
-def time_grid(widths, depths, batches, problems, timing, deadline):
-    """Rows (dicts of FIELDS) for every contestant and cell, skipped ones with their reason."""
-    from bpbench.bench.timing import time_step
+def time_grid(widths, depths, batches, problems, timing, over_budget):
+    """Rows (dicts of FIELDS) for every contestant and cell, skipped ones with their reason.
 
+    ``over_budget()``: True once the remaining cells are to be skipped.
+    """
+    from bpbench.bench import engine, points
+
+    record = engine.provenance()
+    names = list(problems)
     rows = []
     for width in widths:
         for depth in depths:
-            net = _net(width, depth)
-            params = net.init(seed=0)
+            net = points.grid_net(depth, width)
             for batch in batches:
-                X, y = _batch(net, batch)
-                flops = net.step_flops(batch)
                 cell = []
-                for name in CONTESTANTS:
-                    row = {"impl": name, "width": width, "depth": depth, "batch": batch,
-                           "dtype": net.dtype.name, "median_s": "", "q25_s": "", "q75_s": "",
-                           "repeats": "", "gflops": "", "vs_torch": "", "note": ""}
-                    cap = CPU_FLOP_CAPS.get(name)
+                for name in names:
+                    row = dict.fromkeys(FIELDS, "")
+                    row.update(impl=name, width=width, depth=depth, batch=batch,
+                               dtype=net.dtype.name,
+                               **{k: record[k] for k in ("machine", "commit", "threads",
+                                                         "command")})
+                    slow = _too_slow(name, net, batch)
                     if problems[name]:
                         row["note"] = f"skipped: {problems[name]}"
-                    elif cap is not None and flops > cap:
-                        row["note"] = (f"skipped: {flops:.1e} FLOP per step is over this CPU "
-                                       f"contestant's cap of {cap:.0e}")
-                    elif time.perf_counter() > deadline:
+                    elif slow:
+                        row["note"] = f"skipped: {slow}"
+                    elif over_budget():
                         row["note"] = "skipped: the check's time budget is spent"
                     else:
-                        model = _make(name, net, params)
-                        t = time_step(model, X, y, **timing)
-                        row.update(median_s=t.median, q25_s=t.q25, q75_s=t.q75, repeats=t.n,
-                                   gflops=flops / t.median / 1e9)
-                        del model
+                        try:
+                            m = engine.measure(name, net, batch, settings=timing,
+                                               device=_device(name))
+                        except points.DisagreementError as exc:
+                            row["note"] = f"not timed: {exc}"
+                        else:
+                            t = m.timing
+                            row.update(median_s=t.median, q25_s=t.q25, q75_s=t.q75,
+                                       ci_low_s=t.ci_low, ci_high_s=t.ci_high, repeats=t.n,
+                                       gflops=m.gflops)
                     cell.append(row)
-                torch_row = cell[CONTESTANTS.index("torch")]
+                torch_row = next((r for r in cell if r["impl"] == "torch"), None)
                 for row in cell:
-                    if row["median_s"] != "" and torch_row["median_s"] != "":
+                    if (torch_row is not None and row["median_s"] != ""
+                            and torch_row["median_s"] != ""):
                         # > 1: faster than PyTorch (torch's median over this one's)
                         row["vs_torch"] = torch_row["median_s"] / row["median_s"]
                 rows += cell
@@ -276,13 +282,13 @@ def time_grid(widths, depths, batches, problems, timing, deadline):
 def _print_cell(cell):
     for row in cell:
         if row["median_s"] == "":
-            print(f"  {row['impl']:6s} w{row['width']:<5d} d{row['depth']:<2d} "
+            print(f"  {row['impl']:14s} w{row['width']:<5d} d{row['depth']:<2d} "
                   f"B{row['batch']:<5d} {row['note']}")
         else:
             vs = f"{row['vs_torch']:6.2f}x torch" if row["vs_torch"] != "" else ""
-            print(f"  {row['impl']:6s} w{row['width']:<5d} d{row['depth']:<2d} "
+            print(f"  {row['impl']:14s} w{row['width']:<5d} d{row['depth']:<2d} "
                   f"B{row['batch']:<5d} {row['median_s'] * 1e6:12.1f} us  "
-                  f"(IQR {100 * (row['q75_s'] - row['q25_s']) / row['median_s']:4.0f}%)  "
+                  f"(95% CI {row['ci_low_s'] * 1e6:.1f}-{row['ci_high_s'] * 1e6:.1f})  "
                   f"{row['gflops']:9.1f} GFLOP/s  {vs}", flush=True)
 
 
@@ -339,7 +345,9 @@ def main(argv=None):
 
 def run(args):
     """The check; exit status 0, or 1 when validation failed or cuda cannot run here."""
-    t_start = time.perf_counter()
+    from bpbench.bench.engine import stopwatch
+
+    clock = stopwatch()
 
     if args.smoke:
         if "numba" in sys.modules and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
@@ -369,9 +377,9 @@ def run(args):
     print("\n1. validation of cuda against the float64 reference")
     failures = validate_cuda(args.smoke)
     print(f"  {'all passed' if not failures else f'{len(failures)} FAILED'} "
-          f"({time.perf_counter() - t_start:.0f} s so far)")
+          f"({clock():.0f} s so far)")
 
-    problems = {name: _contestant_problem(name, args.smoke) for name in CONTESTANTS}
+    problems = {name: _contestant_problem(name, args.smoke) for name in contestants()}
     if failures:
         problems["cuda"] = "failed validation on this device (see above); not timed"
     if args.smoke:
@@ -384,14 +392,14 @@ def run(args):
               f"(IQR {100 * t.spread:.0f}%); a step launches 3 * (depth + 1) kernels")
     print("\n2. one float32 SGD step (relu, cross-entropy, 10 classes): median time per step, "
           "GFLOP/s of its products, speed relative to torch (>1: faster)")
-    rows = time_grid(*grid, problems, timing, deadline=t_start + TIME_BUDGET)
+    rows = time_grid(*grid, problems, timing, over_budget=lambda: clock() > TIME_BUDGET)
 
     goals = _goals(rows)
     if goals:
         print("\n3. performance goals (this run)")
         print("\n".join(goals))
     _write_csv(rows, args.csv)
-    print(f"\nwrote {args.csv}; total {time.perf_counter() - t_start:.0f} s")
+    print(f"\nwrote {args.csv}; total {clock():.0f} s")
     return 1 if failures else 0
 
 

@@ -17,8 +17,10 @@ benchmark lie are handled once:
 - **hopeless points are refused, not timed**: :func:`skip_reason` says why a point is skipped
   (unavailable here, or pure Python at a size that would take minutes).
 
-Contestants are the registry's implementations plus the peer ``"torch"`` (PyTorch CPU eager,
-:class:`bpbench.bench.peers.TorchPeer` with ``TORCH_THREADS`` threads) when PyTorch is installed.
+Contestants (:func:`contestants`: the one list every tool uses) are the registry's
+implementations, then every peer of :mod:`bpbench.bench.peers` (PyTorch eager, ...), each given
+the run's thread count (:mod:`bpbench.bench.threads`). Points are timed by
+:mod:`bpbench.bench.engine`, which calls :func:`build`.
 """
 
 from __future__ import annotations
@@ -34,14 +36,11 @@ from ..agreement import gradient_rows
 from ..checks import check_positive_int
 from ..network import Network
 from . import peers
-from .timing import TIMING_LR
+from . import threads as pools
 
-#: every contestant name the benchmarks know, in display order (the peer last)
-CONTESTANTS = ("naive", "numpy", "numba", "numba_parallel", "cuda", "torch")
-
-#: intra-op threads of the PyTorch peer: the cores of the machine class the results come from
-#: (2 on the CI/benchmark runners), so it competes with the same hardware as numba_parallel
-TORCH_THREADS = 2
+#: learning rate used when timing steps: small, so thousands of repeated steps neither
+#: diverge nor drive activations into denormals, which would change the speed being measured
+TIMING_LR = 1e-4
 
 #: output units of every grid network (a 10-class softmax)
 N_CLASSES = 10
@@ -88,10 +87,13 @@ def grid_batch(net, batch_size, seed=0):
     return X, y
 
 
-def unavailable(name):
-    """None when contestant ``name`` can be timed here, else why not (a sentence)."""
+def unavailable(name, device="cpu"):
+    """None when contestant ``name`` can be timed here, else why not (a sentence).
+
+    ``device``: where a peer would run (``"cpu"`` or ``"cuda"``).
+    """
     if name in peers.PEERS:
-        return peers.unavailable(name)
+        return peers.unavailable(name, device)
     if name not in registry.names():
         return f"unknown contestant {name!r}; known: {', '.join(contestants())}"
     if name == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
@@ -130,11 +132,21 @@ def skip_reason(name, net, batch_size):
     return unavailable(name) or too_slow(name, net, batch_size)
 
 
-def make_model(name, net, params):
-    """A fresh model of contestant ``name`` holding a copy of ``params``."""
+def make_model(name, net, params, *, threads=None, device="cpu"):
+    """A fresh model of contestant ``name`` holding a copy of ``params``.
+
+    ``threads``: the run's thread count (default :func:`bpbench.bench.threads.resolve`), given
+    to a peer and applied to every pool again after the model is built (building a Numba
+    implementation imports Numba, whose pool then gets the count too). ``device``: where a
+    peer runs (``"cpu"`` or ``"cuda"``); implementations decide their own device.
+    """
+    n = pools.resolve(threads)
     if name in peers.PEERS:
-        return peers.make(name, net, params, threads=TORCH_THREADS)
-    return registry.get(name)(net, params)
+        model = peers.make(name, net, params, threads=n, device=device)
+    else:
+        model = registry.get(name)(net, params)
+    pools.apply(n)
+    return model
 
 
 def check_agreement(name, model, net, params, X, y):
@@ -158,7 +170,7 @@ def check_agreement(name, model, net, params, X, y):
     return max(row["rel_error"] for row in rows)
 
 
-def _check_point(name, model, net, params, X, y, twin=True):
+def _check_point(name, model, net, params, X, y, twin=True, threads=None, device="cpu"):
     """Check ``model`` on (X, y): directly in float64; in float32 on one row plus a float64 twin.
 
     A float32 check on a large batch fails for every implementation without any bug: some
@@ -178,8 +190,8 @@ def _check_point(name, model, net, params, X, y, twin=True):
     net64 = net.with_dtype("float64")
     params64 = [(W.astype(np.float64), b.astype(np.float64)) for W, b in params]
     y64 = y if net.loss == "cross_entropy" else y.astype(np.float64)
-    check_agreement(name, make_model(name, net64, params64), net64, params64,
-                    X.astype(np.float64), y64)
+    check_agreement(name, make_model(name, net64, params64, threads=threads, device=device),
+                    net64, params64, X.astype(np.float64), y64)
     return err
 
 
@@ -219,7 +231,7 @@ class Point:
 
 
 def build(name, net, batch_size, *, seed=0, warmup=WARMUP_STEPS, warm_batch=None, check=True,
-          check_rows=None, twin=True):
+          check_rows=None, twin=True, threads=None, device="cpu"):
     """A :class:`Point` for contestant ``name`` on ``net`` at ``batch_size``.
 
     Builds the model from ``net.init(seed)`` and the batch from ``grid_batch(net, batch_size,
@@ -228,18 +240,20 @@ def build(name, net, batch_size, *, seed=0, warmup=WARMUP_STEPS, warm_batch=None
     ``warm_batch``-row batch when given. The peak-memory benchmarks use ``check_rows`` and
     ``warm_batch`` so that setup never holds the working set of a step on the full batch.
     ``twin=False`` leaves out the float64 twin check of a float32 point (see
-    :func:`_check_point`; it compiles the float64 code too).
+    :func:`_check_point`; it compiles the float64 code too). ``threads``, ``device``: see
+    :func:`make_model`.
     Raises ValueError (:class:`DisagreementError`) for a wrong answer, and
     ``bpbench.UnavailableError`` / RuntimeError when the contestant cannot run here.
     """
     batch_size = check_positive_int(batch_size, "batch_size")
     params = net.init(seed=seed)
     X, y = grid_batch(net, batch_size, seed)
-    model = make_model(name, net, params)
+    model = make_model(name, net, params, threads=threads, device=device)
     max_err = float("nan")
     if check:
         rows = batch_size if check_rows is None else min(int(check_rows), batch_size)
-        max_err = _check_point(name, model, net, params, X[:rows], y[:rows], twin)
+        max_err = _check_point(name, model, net, params, X[:rows], y[:rows], twin, threads,
+                               device)
     batch = model.prepare(X, y)
     if warmup:
         warm = batch

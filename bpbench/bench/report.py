@@ -1,15 +1,27 @@
-"""``bpbench report``: asv results -> a pandas DataFrame -> ``results/README.md`` and plots.
+"""``bpbench report``: committed results -> ``results/README.md``, ``results/summary.md``, plots.
 
 :func:`load_results` reads asv's JSON (``results/<machine>/<commit>-<env>.json``, with the
 parameter names and units of ``results/benchmarks.json``) into one row per benchmark and
-parameter combination. :func:`write_report` writes, per depth, the table of median step time
-by implementation and batch, with each cell's speed-up over ``numpy`` and fraction of the BLAS
-floor, the winner per point, and the other benchmarks (float64, widths, loss_and_grads, peak
-memory, compile cost, time to target) as smaller tables; with matplotlib (the ``plot`` extra)
-also ``time_vs_batch.png`` (log-log, one panel per depth, one line per implementation) and
-``speedup_heatmap.png``. :func:`format_tables` is shared with ``bpbench compare``.
+parameter combination, for one machine. :func:`write_report` writes, for every machine with
+results (the machine name comes from the hardware, :mod:`bpbench.bench.machine`):
 
-A cell whose relative interquartile range ``(q75 - q25) / median`` exceeds
+- where the figures come from: machine (CPU, cores, GPUs, OS), commit, date, thread count,
+  library versions and the command that produced them;
+- per depth, the table of median step time by implementation and batch, each cell with its
+  speed-up over ``numpy``, fraction of the BLAS floor and fraction of the roofline (the least
+  time the machine's measured ceilings allow, :mod:`bpbench.bench.roofline`, from
+  ``results/<machine>/ceilings.csv``); the winner per point;
+- the other benchmarks (float64, widths, loss_and_grads, peak memory, compile cost, time to
+  target) as smaller tables; with matplotlib, ``time_vs_batch.png``, ``speedup_heatmap.png``
+  and ``roofline.png`` (achieved GFLOP/s against arithmetic intensity, one marker per
+  implementation and point, the measured ceilings drawn) in ``results/<machine>/``;
+- when several machines have results, a table across machines: one column per machine, the
+  same points. Figures of two machines are never put in one comparison column
+  (:func:`format_tables` refuses a frame that mixes machines).
+
+``results/summary.md`` is the short version (the main table of each machine and where it comes
+from) for the project README to include. :func:`format_tables` is shared with ``bpbench
+compare``. A cell whose relative interquartile range ``(q75 - q25) / median`` exceeds
 :data:`NOISY_SPREAD` is marked ``~`` (noisy): do not read small differences into it.
 """
 
@@ -32,14 +44,24 @@ FLOOR = "bench_rates.TrackStepRate.track_floor_fraction"
 GFLOPS = "bench_rates.TrackStepRate.track_gflops"
 MEM_STEP = "bench_memory.PeakMemStep.peakmem_step"
 MEM_SETUP = "bench_memory.PeakMemStep.peakmem_setup"
+THREADS = "bench_settings.TrackThreads.track_threads"
 
 #: contestants in display order (unknown ones follow alphabetically)
 ORDER = ("naive", "numpy", "numba", "numba_parallel", "cuda", "torch")
 
 _LEGEND = ("Cells: median time per SGD step (speed-up over numpy, fraction of the BLAS floor = "
-           "time of the step's matrix products through NumPy's BLAS / step time). "
+           "time of the step's matrix products through NumPy's BLAS / step time, fraction of "
+           "the roofline = least time the machine's measured compute peak and memory bandwidth "
+           "allow / step time: at most 100%). "
            f"`~`: noisy (interquartile range > {NOISY_SPREAD:.0%} of the median). "
            "`-`: not run here (unavailable, or too slow to be worth timing).")
+
+#: the command that regenerates the committed results (README: "Current results")
+REGENERATE = "scripts/regenerate-results"
+
+
+class MixedMachinesError(ValueError):
+    """Figures of two machines were about to share one comparison column."""
 
 
 class ResultsError(ValueError):
@@ -199,7 +221,7 @@ def _markdown(header, rows):
     return "\n".join(lines)
 
 
-def _cell(median, spread, speedup, floor_fraction):
+def _cell(median, spread, speedup, floor_fraction, roofline_fraction=math.nan):
     if not math.isfinite(median):
         return "-"
     extras = []
@@ -207,22 +229,39 @@ def _cell(median, spread, speedup, floor_fraction):
         extras.append(f"{speedup:.2g}×")
     if math.isfinite(floor_fraction):
         extras.append(f"{floor_fraction:.0%}")
+    if math.isfinite(roofline_fraction):
+        extras.append(f"roof {roofline_fraction:.0%}")
     text = format_seconds(median) + (f" ({', '.join(extras)})" if extras else "")
     return text + (" ~" if math.isfinite(spread) and spread > NOISY_SPREAD else "")
+
+
+def one_machine(frame):
+    """The frame's single machine name (None when it names none); MixedMachinesError for two."""
+    if "machine" not in frame or not len(frame):
+        return None
+    names = sorted(set(frame["machine"].dropna().astype(str)))
+    if len(names) > 1:
+        raise MixedMachinesError(
+            f"results of {len(names)} machines ({', '.join(names)}) in one table: a comparison "
+            "column holds one machine's figures; report each machine on its own, or across "
+            "machines with one column per machine (bpbench report does both)")
+    return names[0] if names else None
 
 
 def format_tables(frame, heading="###"):
     """Markdown: per depth, median step time by implementation (columns) and batch (rows).
 
     ``frame``: one row per point with columns impl, depth, batch, median_s, and optionally
-    spread, floor_fraction (missing ones read as unknown). Each cell shows the time, the
-    speed-up over numpy at that point and the fraction of the BLAS floor; the last column
-    names the winner (fastest median) of the row.
+    spread, floor_fraction, roofline_fraction, machine (missing ones read as unknown). Each cell
+    shows the time, the speed-up over numpy at that point, the fraction of the BLAS floor and of
+    the roofline; the last column names the winner (fastest median) of the row.
+    Raises :class:`MixedMachinesError` when the rows come from more than one machine.
     """
     import pandas as pd
 
+    one_machine(frame)
     frame = frame.copy()
-    for col in ("spread", "floor_fraction"):
+    for col in ("spread", "floor_fraction", "roofline_fraction"):
         if col not in frame:
             frame[col] = math.nan
     frame["median_s"] = pd.to_numeric(frame["median_s"], errors="coerce")
@@ -242,7 +281,7 @@ def format_tables(frame, heading="###"):
                     continue
                 c = cells.loc[impl]
                 row.append(_cell(c["median_s"], c["spread"], numpy_time / c["median_s"],
-                                 c["floor_fraction"]))
+                                 c["floor_fraction"], c["roofline_fraction"]))
             timed = cells["median_s"].dropna()
             row.append(f"**{timed.idxmin()}**" if len(timed) else "-")
             rows.append(row)
@@ -251,18 +290,26 @@ def format_tables(frame, heading="###"):
     return "\n".join(out)
 
 
-def step_table(frame):
-    """The main benchmark (TimeStep) as compare-style rows: impl, depth, batch, median_s, ..."""
+def step_table(frame, ceilings=None):
+    """The main benchmark (TimeStep) as compare-style rows: impl, depth, batch, median_s, ...
+
+    ``ceilings``: the machine's roofline ceilings (:func:`load_ceilings`); when given, the
+    roofline of each point (:func:`bpbench.bench.roofline.bound`) and its fraction are added.
+    """
+    one_machine(frame)
     step = frame[frame["benchmark"] == STEP]
     if step.empty:
         raise ResultsError(f"the results hold no {STEP} benchmark")
-    step = step[["impl", "depth", "batch", "value", "spread", "status"]].rename(
+    step = step[["machine", "impl", "depth", "batch", "value", "spread", "status"]].rename(
         columns={"value": "median_s"})
+    # parameters other benchmarks lack are NaN there, so pandas read these columns as floats
+    step = step.astype({"depth": int, "batch": int})
+    step = _with_roofline(step, ceilings)
     rates = frame[frame["benchmark"].isin([FLOOR, GFLOPS]) & (frame["status"] == "ok")]
     if rates.empty:
         return step.assign(floor_fraction=math.nan)
     rates = rates.pivot_table(index=["impl", "depth", "batch"], columns="benchmark",
-                              values="value").reset_index()
+                              values="value").reset_index().astype({"depth": int, "batch": int})
     table = step.merge(rates, on=["impl", "depth", "batch"], how="left")
     # The tracked fraction comes from the rate benchmark's own (shorter) timing of the point:
     # floor seconds = fraction * that timing = fraction * flops / GFLOP/s. Divided by this
@@ -275,13 +322,52 @@ def step_table(frame):
                  for f, g in zip(flops, table.get(GFLOPS, [math.nan] * len(table)), strict=True)]
     floor_s = table.get(FLOOR, math.nan) * rate_time
     table["floor_fraction"] = floor_s / table["median_s"]
-    return table[["impl", "depth", "batch", "median_s", "spread", "status", "floor_fraction"]]
+    return table[["machine", "impl", "depth", "batch", "median_s", "spread", "status",
+                  "floor_fraction", "roofline_s", "roofline_fraction", "intensity", "flops_min",
+                  "bound"]]
 
 
-def _other_tables(frame):
+def _with_roofline(step, ceilings):
+    """``step`` with roofline_s, roofline_fraction, intensity, flops_min, bound columns."""
+    from . import roofline
+    from .points import grid_net
+
+    step = step.copy()
+    for col in ("roofline_s", "roofline_fraction", "intensity", "flops_min"):
+        step[col] = math.nan
+    step["bound"] = ""
+    if ceilings is None:
+        return step
+    cache = {}
+    for i, row in step.iterrows():
+        key = (int(row["depth"]), int(row["batch"]))
+        if key not in cache:
+            cache[key] = roofline.bound(grid_net(key[0]), key[1], ceilings)
+        r = cache[key]
+        step.loc[i, ["roofline_s", "intensity", "flops_min"]] = (r["roofline_s"],
+                                                                  r["intensity"], r["flops"])
+        step.loc[i, "bound"] = r["bound"]
+    step["roofline_fraction"] = step["roofline_s"] / step["median_s"]
+    return step
+
+
+def load_ceilings(results_dir, machine):
+    """(ceilings dict, provenance row) from ``results/<machine>/ceilings.csv``, or (None, None)."""
+    import pandas as pd
+
+    from . import roofline
+
+    path = os.path.join(results_dir, machine, "ceilings.csv")
+    if not os.path.exists(path):
+        return None, None
+    frame = pd.read_csv(path)
+    return roofline.from_frame(frame), frame.iloc[0].to_dict()
+
+
+def _other_tables(frame, heading="###"):
     """Markdown for the other benchmarks: one table per benchmark, impl across."""
     out = []
-    skip = {STEP, FLOOR, GFLOPS, MEM_SETUP}
+    skip = {STEP, FLOOR, GFLOPS, MEM_SETUP, THREADS}
     for name in sorted(frame["benchmark"].unique()):
         if name in skip:
             continue
@@ -319,13 +405,62 @@ def _other_tables(frame):
                     text += " ~"
                 row.append(text)
             rows.append(row)
-        out += [f"### {title} ({unit})", "", _markdown([*keys, *impls], rows), ""]
+        out += [f"{heading} {title} ({unit})", "", _markdown([*keys, *impls], rows), ""]
     return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------- plots
-def _plots(table, out_dir):
-    """time_vs_batch.png and speedup_heatmap.png; [] (and why) without matplotlib."""
+def _caption(fig, caption):
+    """Where the figure's numbers come from, printed under it."""
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=6, color="0.35", ha="left", va="bottom",
+                 wrap=True)
+        fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.2))
+
+
+def roofline_plot(table, ceilings, path, caption=""):
+    """Achieved GFLOP/s against arithmetic intensity, one marker per implementation and point.
+
+    x: FLOP per byte a step must move (:func:`bpbench.bench.roofline.traffic`); y: those FLOPs
+    over the median step time. Drawn: the compute peak (horizontal) and each memory level's
+    bandwidth (diagonals, bandwidth x intensity); a point's own roof is the lower of its level's
+    diagonal and the peak, so its height under that roof is its roofline fraction.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ok = table[table["median_s"].notna() & table["intensity"].notna()]
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    xs = np.logspace(np.log10(max(ok["intensity"].min() / 3, 1e-3)),
+                     np.log10(ok["intensity"].max() * 3), 100)
+    peak = ceilings["peak"]["float32"] / 1e9
+    for level in ceilings["levels"]:
+        bw = level["bandwidth"] / 1e9
+        ax.loglog(xs, np.minimum(bw * xs, peak), lw=1, alpha=0.6,
+                  label=f"{level['level']} {bw:.0f} GB/s")
+    ax.axhline(peak, color="k", lw=1.2, label=f"float32 peak {peak:.0f} GFLOP/s")
+    markers = "osD^v<>P*X"
+    for i, impl in enumerate(_ordered(ok["impl"])):
+        part = ok[ok["impl"] == impl]
+        ax.loglog(part["intensity"], part["flops_min"] / part["median_s"] / 1e9,
+                  markers[i % len(markers)], ls="none", label=impl, alpha=0.85)
+    ax.set_xlabel("arithmetic intensity (FLOP per byte a step must move)")
+    ax.set_ylabel("achieved GFLOP/s (FLOPs a step must do / median time)")
+    ax.set_title(f"roofline: {one_machine(table) or ''}, float32 steps (width 256)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    _caption(fig, caption)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plots(table, out_dir, caption="", ceilings=None):
+    """time_vs_batch.png, speedup_heatmap.png (and roofline.png with ceilings) in ``out_dir``.
+
+    Returns ([paths], None), or ([], why) without matplotlib.
+    """
     try:
         import matplotlib
     except ImportError:
@@ -352,6 +487,7 @@ def _plots(table, out_dir):
     axes[0][0].set_ylabel("median seconds per SGD step")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
+    _caption(fig, caption)
     path = os.path.join(out_dir, "time_vs_batch.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -379,36 +515,73 @@ def _plots(table, out_dir):
         ax.set_title("speed-up over numpy (blue: faster)")
         fig.colorbar(im, ax=ax, label="log2 speed-up")
         fig.tight_layout()
+        _caption(fig, caption)
         path = os.path.join(out_dir, "speedup_heatmap.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
         files.append(path)
+    if ceilings is not None and table["intensity"].notna().any():
+        files.append(roofline_plot(table, ceilings, os.path.join(out_dir, "roofline.png"),
+                                   caption))
     return files, None
 
 
 # ---------------------------------------------------------------------------- the report
-def write_report(frame, out="results/README.md", plots=True):
-    """Write the markdown report (and PNGs beside it); returns (path, [png paths], note or None)."""
-    table = step_table(frame)
-    out_dir = os.path.dirname(os.path.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-    files, note = _plots(table, out_dir) if plots else ([], None)
+def machine_info(results_dir, machine):
+    """asv's machine.json of ``machine`` (its hardware as registered), {} if missing."""
+    path = os.path.join(results_dir, machine, "machine.json")
+    return _load_json(path) if os.path.exists(path) else {}
+
+
+def _threads(frame):
+    """The thread count the results were measured with (TrackThreads), or '?'."""
+    part = frame[(frame["benchmark"] == THREADS) & (frame["status"] == "ok")]
+    return str(int(part["value"].iloc[0])) if len(part) else "?"
+
+
+def provenance_text(frame, info, ceil_prov):
+    """One paragraph: machine, hardware, commit, date, threads, versions, command."""
     first = frame.iloc[0]
-    lines = [
-        "# bpbench results",
-        "",
-        f"Machine `{first['machine']}`, commit `{first['commit'][:10]}` "
-        f"(commit date {first['date']}), environment `{first['env']}`. "
-        "Written by `bpbench report` from the asv results in this folder; regenerate with "
-        "`bpbench report` after `asv run` (see the README's regression-tracking section).",
-        "",
-        "## One SGD step (`TimeStep.time_step`): width 256, float32, relu, cross-entropy",
-        "",
-        format_tables(table),
-    ]
+    versions = ceil_prov.get("versions") if ceil_prov else None
+    text = (f"Machine `{first['machine']}` ({info.get('cpu', '?')}, {info.get('num_cpu', '?')} "
+            f"CPUs, {info.get('os', '?')}), commit `{first['commit'][:10]}` (commit date "
+            f"{first['date']}), environment `{first['env']}`, {_threads(frame)} threads")
+    if versions:
+        text += f", {versions}"
+    if ceil_prov and str(ceil_prov.get("commit", ""))[:40] != first["commit"]:
+        text += (f" (ceilings measured at commit `{str(ceil_prov.get('commit'))[:10]}`)")
+    return text + f". Command: `{REGENERATE}` (asv via `bpbench asv run`, then `bpbench report`)."
+
+
+def machine_section(frame, results_dir, plots=True, heading="##"):
+    """Markdown lines of one machine's results (plots written into results/<machine>/)."""
+    machine = one_machine(frame)
+    info = machine_info(results_dir, machine)
+    ceil, ceil_prov = load_ceilings(results_dir, machine)
+    table = step_table(frame, ceil)
+    caption = (f"machine {machine}, commit {frame.iloc[0]['commit'][:10]}, "
+               f"{_threads(frame)} threads; {REGENERATE}")
+    out_dir = os.path.join(results_dir, machine)
+    files, note = _plots(table, out_dir, caption, ceil) if plots else ([], None)
+    lines = [f"{heading} {machine}", "", provenance_text(frame, info, ceil_prov), "",
+             f"{heading}# One SGD step (`TimeStep.time_step`): width 256, float32, relu, "
+             "cross-entropy", "", format_tables(table, heading=heading + "##")]
+    if ceil is None:
+        lines += [f"_No `{machine}/ceilings.csv`: roofline fractions left out (`bpbench "
+                  f"roofline --out {results_dir}/{machine}/ceilings.csv`)._", ""]
+    else:
+        over = table[table["roofline_fraction"] > 1]
+        levels = ", ".join(f"{lv['level']} {lv['bandwidth'] / 1e9:.0f} GB/s"
+                           for lv in ceil["levels"])
+        lines += [f"Roofline ceilings ({ceil['threads']} threads): float32 peak "
+                  f"{ceil['peak']['float32'] / 1e9:.0f} GFLOP/s, float64 "
+                  f"{ceil['peak']['float64'] / 1e9:.0f} GFLOP/s; bandwidth {levels}. "
+                  + ("No point exceeds its roofline." if over.empty else
+                     f"**{len(over)} point(s) exceed their roofline: the model is wrong there.**"),
+                  ""]
     for path in files:
         name = os.path.basename(path)
-        lines += [f"![{name}]({name})", ""]
+        lines += [f"![{name}]({machine}/{name})", ""]
     if note:
         lines += [f"_{note}._", ""]
     skipped = frame[(frame["benchmark"] == STEP) & (frame["status"] == "skipped")]
@@ -420,11 +593,115 @@ def write_report(frame, out="results/README.md", plots=True):
             "minutes).", ""]
     if len(failed):
         lines += ["**Failed**: " + ", ".join(sorted(set(
-            f"{r.benchmark} [{r.impl}]" for r in failed.itertuples()))), ""]
-    lines += ["## Other benchmarks", "", _other_tables(frame)]
+            f"{r.benchmark} [{r.impl}]" for r in failed.itertuples()
+            if isinstance(r.impl, str)))), ""]
+    lines += [f"{heading}# Other benchmarks", "", _other_tables(frame, heading + "##"), ""]
+    lines += _csv_sections(results_dir, machine, heading + "#")
+    return lines, table, files, note
+
+
+def _csv_sections(results_dir, machine, heading):
+    """Markdown of ``results/<machine>/compare.csv`` and ``goals.csv`` when present: [lines]."""
+    import pandas as pd
+
+    from .engine import header
+
+    lines = []
+    path = os.path.join(results_dir, machine, "compare.csv")
+    if os.path.exists(path):
+        frame = pd.read_csv(path)
+        frame = frame[frame["status"] == "ok"] if "status" in frame else frame
+        if len(frame):
+            r = frame.iloc[0]
+            lines += [f"{heading} `bpbench compare` ({machine}/compare.csv): width "
+                      f"{int(r['width'])}, {r['dtype']}", "",
+                      f"{header(frame)}; command `{r['command']}`, {r['timestamp']}.", "",
+                      format_tables(frame, heading=heading + "#"), ""]
+    path = os.path.join(results_dir, machine, "goals.csv")
+    if os.path.exists(path):
+        g = pd.read_csv(path)
+        if len(g):
+            r = g.iloc[0]
+            rows = [[int(x.depth), int(x.batch), format_seconds(getattr(x, "torch_s", math.nan)),
+                     format_seconds(x.numba_s), format_seconds(x.numba_parallel_s),
+                     f"{x.x_torch:.1f} ({x.x_torch_low:.1f}-{x.x_torch_high:.1f})",
+                     f"{x.x_floor:.2f}",
+                     f"{getattr(x, 'x_roofline', math.nan):.1f}", x.verdict]
+                    for x in g.itertuples()]
+            lines += [f"{heading} `bpbench goals` ({machine}/goals.csv)", "",
+                      f"machine {r['machine']}, commit {str(r['commit'])[:12]}, {r['threads']} "
+                      f"threads, {r.get('versions', '')}; command `{r['command']}`. x_torch: "
+                      "torch's median over the faster Numba flavour's (95% range from the "
+                      "confidence intervals); x_floor, x_roof: that flavour's time over the BLAS "
+                      "floor and over the roofline.", "",
+                      _markdown(["depth", "batch", "torch", "numba", "numba_parallel",
+                                 "x_torch", "x_floor", "x_roof", "verdict"], rows), ""]
+    return lines
+
+
+def across_machines(tables):
+    """Markdown: one row per (impl, depth, batch), one column per machine (median step time)."""
+    names = sorted(tables)
+    keyed = {m: t.set_index(["impl", "depth", "batch"])["median_s"] for m, t in tables.items()}
+    keys = sorted(set().union(*(k.index for k in keyed.values())),
+                  key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else len(ORDER), k))
+    rows = []
+    for key in keys:
+        cells = [format_seconds(keyed[m].get(key, math.nan)) for m in names]
+        if any(c != "-" for c in cells):
+            rows.append([*key, *cells])
+    return _markdown(["impl", "depth", "batch", *names], rows)
+
+
+def write_report(frame, out="results/README.md", plots=True, results_dir=None, summary=None):
+    """Write the markdown report for one machine's ``frame`` or a {machine: frame} dict.
+
+    Returns (path, [png paths], note or None). ``summary``: also write the short version
+    (each machine's main tables and where they come from) there.
+    """
+    frames = frame if isinstance(frame, dict) else {one_machine(frame): frame}
+    results_dir = results_dir or os.path.dirname(os.path.abspath(out))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    lines = ["# bpbench results", "",
+             f"Generated by `bpbench report` from the committed asv results in this folder, one "
+             f"section per machine (the name comes from the hardware: `bpbench machine`); "
+             f"regenerate everything with `{REGENERATE}`. Do not edit by hand.", ""]
+    short = ["<!-- generated by `bpbench report`; regenerate with "
+             f"`{REGENERATE}` -->", ""]
+    all_files, notes, tables = [], [], {}
+    for machine in sorted(frames):
+        section, table, files, note = machine_section(frames[machine], results_dir, plots)
+        lines += section
+        all_files += files
+        notes.append(note)
+        tables[machine] = table
+        first = frames[machine].iloc[0]
+        short += [f"**{machine}**: asv, commit `{first['commit'][:10]}`, "
+                  f"{_threads(frames[machine])} threads ([details](results/README.md)).", "",
+                  format_tables(table, heading="####"), ""]
+        short += _csv_sections(results_dir, machine, "###")
+    if len(tables) > 1:
+        lines += ["## Across machines: median step time (TimeStep), one column per machine", "",
+                  across_machines(tables), ""]
     with open(out, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
-    return out, files, note
+    if summary:
+        with open(summary, "w") as f:
+            f.write("\n".join(short).rstrip() + "\n")
+    return out, all_files, next((n for n in notes if n), None)
+
+
+def load_all(results_dir="results"):
+    """{machine: frame of its latest results} for every machine with asv results."""
+    frames = {}
+    for machine in _machines(results_dir):
+        try:
+            frames[machine] = load_results(results_dir, machine)
+        except ResultsError:
+            continue
+    if not frames:
+        _choose(results_dir, None, None)  # raises the explanatory ResultsError
+    return frames
 
 
 def add_arguments(parser):
@@ -432,22 +709,39 @@ def add_arguments(parser):
     parser.add_argument("--results-dir", default="results",
                         help="asv results folder (default: %(default)s)")
     parser.add_argument("--machine", default=None,
-                        help="machine name (a folder in the results; default: the latest)")
+                        help="one machine (a folder in the results; default: every machine)")
     parser.add_argument("--commit", default=None,
-                        help="commit hash or prefix (default: the latest benchmarked)")
+                        help="commit hash or prefix (default: each machine's latest)")
     parser.add_argument("--out", default=None,
                         help="markdown file to write (default: <results-dir>/README.md)")
+    parser.add_argument("--summary", default=None,
+                        help="also write the short version here (default with --readme: "
+                             "<results-dir>/summary.md)")
+    parser.add_argument("--readme", action="store_true",
+                        help="the README's figures: every machine, results/README.md and "
+                             "results/summary.md (what scripts/regenerate-results runs)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
 
 
 def run(args):
-    """``bpbench report``: load, write README.md (+ plots), print the main tables."""
-    frame = load_results(args.results_dir, args.machine, args.commit)
+    """``bpbench report``: load, write README.md (+ plots, summary), print the main tables."""
+    if args.machine or args.commit:
+        frame = load_results(args.results_dir, args.machine, args.commit)
+        frames = {one_machine(frame): frame}
+    else:
+        frames = load_all(args.results_dir)
     out = args.out or os.path.join(args.results_dir, "README.md")
-    path, files, note = write_report(frame, out, plots=not args.no_plots)
-    print(format_tables(step_table(frame)))
+    summary = args.summary or (os.path.join(args.results_dir, "summary.md")
+                               if args.readme else None)
+    path, files, note = write_report(frames, out, plots=not args.no_plots,
+                                     results_dir=args.results_dir, summary=summary)
+    for machine, frame in sorted(frames.items()):
+        ceil, _ = load_ceilings(args.results_dir, machine)
+        print(f"## {machine}")
+        print(format_tables(step_table(frame, ceil)))
     if note:
         print(f"note: {note}")
-    pngs = ", ".join(os.path.basename(p) for p in files)
-    print(f"wrote {path}" + (f" and {pngs}" if files else ""))
+    pngs = ", ".join(os.path.relpath(p, args.results_dir) for p in files)
+    print(f"wrote {path}" + (f" and {pngs}" if files else "")
+          + (f"; summary {summary}" if summary else ""))
     return 0

@@ -8,13 +8,15 @@ A short race, measured and remembered::
 Each available candidate is built on the same seeded parameters and batch, its loss and
 gradients checked against the float64 reference (first row in float32, first 8 rows in
 float64; see :func:`bpbench.bench.points.build`), warmed up (JIT compilation excluded from the race)
-and timed with :func:`bpbench.bench.timing.time_step` -- the code ``bpbench compare`` times with.
+and timed by :func:`bpbench.bench.engine.measure` with the run's thread count -- the engine
+``bpbench compare`` times with.
 The winner's name is memoised in the process and cached on disk, so asking again is instant,
 also in a new process.
 
 The disk cache is one JSON file, ``fastest.json`` in ``$BPBENCH_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/bpbench``, else ``~/.cache/bpbench``. An entry is keyed by the machine
-(host name, processor, CPU count), the versions of bpbench, NumPy and Numba, the network's
+(:func:`bpbench.bench.machine.name`: CPU model, core count, GPUs), the thread count
+(:mod:`bpbench.bench.threads`), the versions of bpbench, NumPy and Numba, the network's
 shape, activations, loss and dtype, the batch size and the candidates; entries written under
 other versions on this machine are ignored (and dropped at the next write). Clear it with
 :func:`clear_cache` or ``bpbench fastest --clear``, or delete the file.
@@ -25,17 +27,16 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
 from importlib import metadata
 
 from .. import registry
 from ..checks import check_positive_int
 from ..network import Network
-from . import points
-from .timing import time_step
+from . import engine, machine, points
+from . import threads as pools
 
-#: the race: one extra warm-up call, then ~0.1 s of samples per candidate (at most 0.5 s)
-RACE_TIMING = {"warmup": 1, "min_time": 0.1, "min_repeats": 5, "max_time": 0.5}
+#: the race: the engine's "race" preset (~0.1 s of samples per candidate, at most 0.5 s)
+RACE_TIMING = engine.PRESETS["race"]
 #: rows of the batch the candidates' answers are checked on before the race (float64; a
 #: float32 point is checked on its first row, see bpbench.bench.points._check_point)
 CHECK_ROWS = 8
@@ -45,12 +46,8 @@ _memo = {}
 
 
 def cache_dir():
-    """The folder of the disk cache (not created until something is written)."""
-    explicit = os.environ.get("BPBENCH_CACHE_DIR")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "bpbench")
+    """The folder of the disk cache (:func:`bpbench.bench.machine.cache_dir`)."""
+    return machine.cache_dir()
 
 
 def cache_path():
@@ -69,17 +66,17 @@ def _version(dist):
 def _fingerprint():
     from .. import __version__
 
-    return {"node": platform.node(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "bpbench": __version__, "numpy": _version("numpy"),
+    return {"machine": machine.name(), "bpbench": __version__, "numpy": _version("numpy"),
             "numba": _version("numba")}
 
 
 def fingerprint():
-    """What an entry is valid for: this machine and these package versions (a new dict).
+    """What an entry is valid for: this machine, thread count and package versions (a new dict).
 
-    Looked up once per process (package metadata lookups take milliseconds).
+    Looked up once per process (package metadata lookups take milliseconds); the thread count
+    is read each time (``$BPBENCH_THREADS`` may change).
     """
-    return dict(_fingerprint())
+    return {**_fingerprint(), "threads": pools.resolve()}
 
 
 def _key(net, batch_size, names):
@@ -121,7 +118,7 @@ def _is_stale(key, current):
         parts = json.loads(key)
     except ValueError:
         return True
-    same_machine = all(parts.get(k) == current[k] for k in ("node", "processor", "cpus"))
+    same_machine = parts.get("machine") == current["machine"]
     return same_machine and any(parts.get(k) != current[k] for k in ("bpbench", "numpy", "numba"))
 
 
@@ -177,9 +174,9 @@ def race(net, batch_size, names):
     medians = {}
     for name in runners:
         # checked on a few rows in the race's own dtype (no float64 twin: no second compile)
-        point = points.build(name, net, batch_size, check_rows=CHECK_ROWS, warmup=1, twin=False)
-        medians[name] = time_step(point.model, point.X, point.y, **RACE_TIMING).median
-        del point
+        m = engine.measure(name, net, batch_size, settings=RACE_TIMING, check_rows=CHECK_ROWS,
+                           warmup=1, twin=False)
+        medians[name] = m.timing.median
     return medians
 
 

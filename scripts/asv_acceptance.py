@@ -1,0 +1,169 @@
+"""Does ``asv continuous`` cry wolf here? A/A runs and a planted slowdown, timed and judged.
+
+    python scripts/asv_acceptance.py aa --runs 3          # three A/A compares: must flag nothing
+    python scripts/asv_acceptance.py planted --runs 3     # numba 30% slower at batch <= 32:
+                                                          # must flag numba there, nothing else
+    python scripts/asv_acceptance.py aa --runs 1 --bench 'TimeStep.time_step' --asv-arg=-a \\
+        --asv-arg=rounds=2                                # a quicker, rougher try
+
+Each run makes a throwaway clone of this checkout's HEAD in a temporary folder with one more
+commit on top (``aa``: a comment added to ``bpbench/bench/points.py``; ``planted``:
+``impls/numba_serial.py``'s step made 30% slower at batches of at most 32 rows, by spinning for
+0.3 times the step's own duration), then runs, exactly as the README documents for comparing
+two commits,
+
+    bpbench asv continuous --interleave-rounds --factor 1.1 -b '<bench>' A B
+
+against that clone (the benchmark environment is this checkout's ``.asv/env``, built once and
+reused; results go to the temporary folder), and reports what asv flagged ("+": slower, "-":
+faster), whether that is what the acceptance expects, and how long the compare took. Exit
+status 0 when every run met the expectation. Nothing in this checkout is changed (logs go to
+``results/local/``, which git ignores). Each run prints the load average around it: a load above
+the core count means other processes shared the cores, and the run says little about the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bpbench.bench import asv_tools, machine  # noqa: E402
+
+DEFAULT_BENCH = "TimeStep.time_step"
+SLOWDOWN = 0.3
+MAX_ROWS = 32
+
+PLANT = f'''
+
+    def _step(self, data, lr):  # PLANTED SLOWDOWN (scripts/asv_acceptance.py): not for merging
+        import time
+
+        t0 = time.perf_counter()
+        loss = super()._step(data, lr)
+        if len(data[0]) <= {MAX_ROWS}:
+            end = time.perf_counter() + {SLOWDOWN} * (time.perf_counter() - t0)
+            while time.perf_counter() < end:
+                pass
+        return loss
+'''
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def make_clone(kind, where):
+    """A clone of HEAD plus one commit (the A/A comment or the planted slowdown); (A, B)."""
+    git(ROOT, "clone", "--quiet", "--no-hardlinks", ROOT, where)
+    git(where, "config", "user.email", "acceptance@bpbench.invalid")
+    git(where, "config", "user.name", "bpbench acceptance")
+    base = git(where, "rev-parse", "HEAD")
+    if kind == "aa":
+        path = os.path.join(where, "bpbench", "bench", "points.py")
+        with open(path, "a") as f:
+            f.write("\n# A/A: this comment is the only difference between the two commits\n")
+    else:
+        path = os.path.join(where, "impls", "numba_serial.py")
+        with open(path, "a") as f:
+            f.write(PLANT)
+    git(where, "commit", "--quiet", "-am", f"acceptance: {kind}")
+    return base, git(where, "rev-parse", "HEAD")
+
+
+def flagged(output):
+    """[(sign, ratio, benchmark)] of the changed rows ("+" slower, "-" faster) of the tables
+    ``asv continuous`` prints (tabulate's "github" format: ``| + | before | after | ratio |
+    benchmark (params) |``)."""
+    rows = []
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.lstrip().startswith("|") and len(cells) == 5 and cells[0] in ("+", "-"):
+            rows.append((cells[0], cells[3], cells[4]))
+    return rows
+
+
+def judge(kind, rows):
+    """(ok, why) for the flagged rows of one run."""
+    if kind == "aa":
+        return (not rows, "nothing flagged" if not rows else f"{len(rows)} false alarm(s)")
+    slower_numba = [r for r in rows if r[0] == "+" and "('numba'," in r[2]]
+    others = [r for r in rows if r not in slower_numba]
+    batches = {int(re.search(r", (\d+)\)$", r[2]).group(1)) for r in slower_numba
+               if re.search(r", (\d+)\)$", r[2])}
+    ok = bool(slower_numba) and not others and all(b <= MAX_ROWS for b in batches)
+    why = (f"numba flagged slower at {len(slower_numba)} point(s) (batches {sorted(batches)}), "
+           f"{len(others)} other flag(s)")
+    return ok, why
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=("aa", "planted"))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--bench", default=DEFAULT_BENCH)
+    parser.add_argument("--factor", default="1.1")
+    parser.add_argument("--asv-arg", action="append", default=[],
+                        help="extra asv continuous argument (repeatable)")
+    args = parser.parse_args(argv)
+
+    name = machine.register()
+    conf = asv_tools.load_conf()
+    results = []
+    for run in range(1, args.runs + 1):
+        tmp = tempfile.mkdtemp(prefix=f"bpbench-{args.kind}-")
+        try:
+            clone = os.path.join(tmp, "repo")
+            a, b = make_clone(args.kind, clone)
+            conf_run = dict(conf, repo=clone, benchmark_dir=os.path.join(ROOT, "benchmarks"),
+                            results_dir=os.path.join(tmp, "results"),
+                            html_dir=os.path.join(tmp, "html"),
+                            env_dir=os.path.join(ROOT, ".asv", "env"))
+            path = os.path.join(tmp, "asv.conf.json")
+            with open(path, "w") as f:
+                json.dump(conf_run, f)
+            argv_asv = [sys.executable, "-m", "asv", "--config", path, "continuous",
+                        "--machine", name, "--interleave-rounds", "--factor", args.factor,
+                        "-b", args.bench, *args.asv_arg, a, b]
+            print(f"run {run}/{args.runs} ({args.kind}): asv continuous {a[:8]} {b[:8]} "
+                  f"{' '.join(argv_asv[5:-2])}", flush=True)
+            t0 = time.perf_counter()
+            load_before = os.getloadavg()[0]
+            out = subprocess.run(argv_asv, cwd=tmp, env=asv_tools.asv_env(),
+                                 capture_output=True, text=True, check=False)
+            minutes = (time.perf_counter() - t0) / 60
+            load = f"load average {load_before:.1f} before, {os.getloadavg()[1]:.1f} over the " \
+                   f"last 5 min after ({os.cpu_count()} cores)"
+            text = out.stdout + out.stderr
+            with open(os.path.join(ROOT, "results", "local",
+                                   f"acceptance-{args.kind}-{run}.log"), "w") as f:
+                f.write(text)
+            rows = flagged(text)
+            ok, why = judge(args.kind, rows)
+            if "Traceback" in text or out.returncode not in (0, 1):
+                ok, why = False, f"asv failed (exit {out.returncode}); see the log"
+            results.append(ok)
+            print(f"  {'PASS' if ok else 'FAIL'}: {why}; asv exit {out.returncode}; "
+                  f"{minutes:.1f} min; {load}", flush=True)
+            for sign, ratio, bench in rows:
+                print(f"    {sign} {ratio:>6} {bench}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{sum(results)} of {len(results)} {args.kind} runs as expected "
+          f"(logs: results/local/acceptance-{args.kind}-*.log)")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    os.makedirs(os.path.join(ROOT, "results", "local"), exist_ok=True)
+    sys.exit(main())
