@@ -1,4 +1,4 @@
-"""An install adds exactly one top-level name, ``bpbench``; the implementations are bpbench.impls."""
+"""An install adds one top-level name, ``bpbench``; the implementations are bpbench.impls."""
 
 import os
 import subprocess
