@@ -55,8 +55,8 @@ class TimeLossAndGrads(common.StepTiming):
     param_names = ["impl", "depth", "batch"]
 
     def setup(self, impl, depth, batch):
-        if impl == "torch":
-            raise NotImplementedError("the PyTorch peer is timed on the step only")
+        if impl in common.PEERS:
+            raise NotImplementedError("the peers are timed on the step only")
         self.point = common.point(impl, depth, batch)
 
     def time_loss_and_grads(self, impl, depth, batch):

@@ -16,10 +16,12 @@
 
 from __future__ import annotations
 
-#: contestants: the five built-in implementations, then the PyTorch CPU eager peer
-#: (the same names as bpbench.bench.points.CONTESTANTS, written out so that importing this module
-#: stays cheap)
-IMPLS = ["naive", "numpy", "numba", "numba_parallel", "cuda", "torch"]
+#: contestants: the five built-in implementations, then the peers (PyTorch eager,
+#: torch.compile, JAX jit; the same names as bpbench.bench.points.CONTESTANTS, written out so
+#: that importing this module stays cheap)
+IMPLS = ["naive", "numpy", "numba", "numba_parallel", "cuda", "torch", "torch_compile", "jax"]
+#: the peers among IMPLS (bpbench.bench.peers.PEERS): timed per step, not through bpbench.train
+PEERS = ("torch", "torch_compile", "jax")
 DEPTHS = [1, 4]
 BATCHES = [1, 32, 1024]
 WIDTH = 256
@@ -121,8 +123,8 @@ def target_skip(impl):
     """Why ``impl`` is not run to the target here, or None."""
     from bpbench.bench import points
 
-    if impl == "torch":
-        return "bpbench.train drives bpbench implementations; the PyTorch peer is timed per step"
+    if impl in PEERS:
+        return "bpbench.train drives bpbench implementations; the peers are timed per step"
     if impl == "naive":
         return "naive (pure Python) skipped: a run to the target takes about a minute"
     return points.unavailable(impl)
@@ -184,9 +186,9 @@ def compile_cache_dir():
 
 def compile_args(impl, depth, batch):
     """(impl, net, batch) for the compile-cost benchmark; asv skip when it does not apply here."""
-    if impl == "torch":
-        raise NotImplementedError("PyTorch eager compiles nothing; the compile benchmark is for "
-                                  "bpbench implementations")
+    if impl in PEERS:
+        raise NotImplementedError("the compile benchmark is for bpbench implementations; a "
+                                  "compiled peer reports its own compile_seconds")
     from bpbench.bench import points
 
     net = points.grid_net(depth, WIDTH, DTYPE)

@@ -17,8 +17,9 @@ benchmark lie are handled once:
 - **hopeless points are refused, not timed**: :func:`skip_reason` says why a point is skipped
   (unavailable here, or pure Python at a size that would take minutes).
 
-Contestants are the registry's implementations plus the peer ``"torch"`` (PyTorch CPU eager,
-:class:`bpbench.bench.peers.TorchPeer` with ``TORCH_THREADS`` threads) when PyTorch is installed.
+Contestants are the registry's implementations plus the peers of :mod:`bpbench.bench.peers`
+(``torch``: PyTorch eager, ``torch_compile``, ``jax``; each with ``TORCH_THREADS`` threads)
+where their framework is installed.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from ..network import Network
 from . import peers
 from .timing import TIMING_LR
 
-#: every contestant name the benchmarks know, in display order (the peer last)
-CONTESTANTS = ("naive", "numpy", "numba", "numba_parallel", "cuda", "torch")
+#: every contestant name the benchmarks know, in display order (the peers last)
+CONTESTANTS = ("naive", "numpy", "numba", "numba_parallel", "cuda", "torch", "torch_compile",
+               "jax")
 
-#: intra-op threads of the PyTorch peer: the cores of the machine class the results come from
-#: (2 on the CI/benchmark runners), so it competes with the same hardware as numba_parallel
+#: CPU threads of every peer (PyTorch intra-op threads, XLA's pool): the cores of the machine
+#: class the results come from (2 on the CI/benchmark runners), so the peers compete with the
+#: same hardware as numba_parallel
 TORCH_THREADS = 2
 
 #: output units of every grid network (a 10-class softmax)
@@ -91,7 +94,7 @@ def grid_batch(net, batch_size, seed=0):
 def unavailable(name):
     """None when contestant ``name`` can be timed here, else why not (a sentence)."""
     if name in peers.PEERS:
-        return peers.unavailable(name)
+        return peers.unavailable(name, threads=TORCH_THREADS)
     if name not in registry.names():
         return f"unknown contestant {name!r}; known: {', '.join(contestants())}"
     if name == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":

@@ -7,7 +7,9 @@ surface, which the timing engine and the checks use:
 ``name``                           its contestant name
 ``net``                            the :class:`bpbench.Network` it was built for
 ``threads``                        the CPU threads it was given (the same count as everyone else)
-``compile_seconds``                seconds its warm-up spent compiling (None for eager peers)
+``compile_seconds``                seconds its warm-up spent compiling (None for eager peers;
+                                   compiled peers also keep ``compile_log``: batch shape ->
+                                   seconds of the first, compiling, step at that shape)
 ``prepare(X, y) -> batch``         the batch in the peer's own arrays (outside any clock)
 ``step_prepared(batch, lr) -> float``   one SGD step, the loss before it read back as a float
 ``synchronize()``                  wait for queued device work
@@ -31,6 +33,16 @@ import importlib
 #: peer name -> ("module:Class", what to install when it is missing)
 PEERS = {
     "torch": ("bpbench.bench.peers.torch_eager:TorchPeer", "pip install -e '.[peers]'"),
+    "torch_compile": ("bpbench.bench.peers.torch_compile:TorchCompilePeer",
+                      "pip install -e '.[peers]'"),
+    "jax": ("bpbench.bench.peers.jax_peer:JaxPeer", "pip install -e '.[peers]'"),
+}
+
+#: peer name -> one line saying what is timed (``bpbench list``)
+DESCRIPTIONS = {
+    "torch": "PyTorch eager: nn.Sequential, torch.optim.SGD, loss.item()",
+    "torch_compile": "PyTorch torch.compile (Inductor): the whole SGD step as one graph",
+    "jax": "JAX jax.jit: the whole SGD step, parameters donated, float(loss)",
 }
 
 
@@ -39,11 +51,22 @@ def names():
     return list(PEERS)
 
 
-def unavailable(name, device="cpu"):
-    """None when peer ``name`` can run on ``device`` here, else why not (a sentence)."""
+def describe(name):
+    """One line saying what peer ``name`` runs (no framework is imported)."""
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}; known: {', '.join(PEERS)}")
-    return _module(name).unavailable(device)
+    return DESCRIPTIONS[name]
+
+
+def unavailable(name, device="cpu", threads=None):
+    """None when peer ``name`` can run on ``device`` (with ``threads``) here, else why not.
+
+    A sentence: not installed (and what to install), no such device, or a thread count the
+    framework cannot honour in this process (JAX: see :mod:`bpbench.bench.peers.jax_peer`).
+    """
+    if name not in PEERS:
+        raise ValueError(f"unknown peer {name!r}; known: {', '.join(PEERS)}")
+    return _module(name).unavailable(device, threads)
 
 
 def make(name, net, params, *, threads, device="cpu"):
