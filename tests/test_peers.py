@@ -215,10 +215,27 @@ def test_a_peer_point_is_checked_then_warmed_and_a_wrong_one_is_refused(name, mo
         points.build(name, net, 4)
 
 
+#: a sitecustomize.py that hides torch, jax and jaxlib from the path finder (find_spec -> None,
+#: import -> ModuleNotFoundError), leaving sys.modules alone (SciPy looks there for jax)
+HIDE_FRAMEWORKS = """\
+import importlib.machinery
+
+_find_spec = importlib.machinery.PathFinder.find_spec
+
+
+def _hidden(cls, fullname, path=None, target=None):
+    if fullname.partition(".")[0] in ("torch", "jax", "jaxlib"):
+        return None
+    return _find_spec(fullname, path, target)
+
+
+importlib.machinery.PathFinder.find_spec = classmethod(_hidden)
+"""
+
+
 def test_without_the_frameworks_every_peer_says_what_to_install(tmp_path):
-    # a fresh interpreter in which `import torch` / `import jax` fail as if not installed
-    (tmp_path / "sitecustomize.py").write_text(
-        "import sys\nfor n in ('torch', 'jax', 'jaxlib'):\n    sys.modules[n] = None\n")
+    # a fresh interpreter whose import system finds neither PyTorch nor JAX, as if not installed
+    (tmp_path / "sitecustomize.py").write_text(HIDE_FRAMEWORKS)
     code = ("from bpbench.bench import peers, points\n"
             "from bpbench import cli\n"
             "print([peers.unavailable(n) for n in peers.names()])\n"
