@@ -129,6 +129,29 @@ def test_sgd_steps_follow_the_reference_and_a_new_lr_compiles_nothing(name, dtyp
         assert peer.compile_seconds is None
 
 
+def test_many_torch_compile_peers_in_one_process_each_run_compiled_code():
+    # Dynamo keeps compiled code per code object, at most recompile_limit (8) entries: past
+    # it, a fullgraph=True function raises (FailOnRecompileLimitHit) and any other one runs
+    # eagerly with only a logged warning. Peers sharing one step function, each at its own
+    # batch size, would reach it. The limit is lowered to 2 here so that three peers show it
+    # (shapes the other tests compile too: Inductor's cache makes them cheap); a compiling
+    # first step is far slower than the next one.
+    make_peer("torch_compile", *case("float32", "mse")[:2])  # skips without torch
+    import torch._dynamo
+
+    ratios = []
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for rows in (2, 4, 6):
+            net, params, X, y = case("float32", "cross_entropy", rows=rows)
+            peer = make_peer("torch_compile", net, params)
+            batch = peer.prepare(X, y)
+            peer.step_prepared(batch, 0.1)
+            t0 = time.perf_counter()
+            peer.step_prepared(batch, 0.1)
+            ratios.append(peer.compile_seconds / (time.perf_counter() - t0))
+    assert min(ratios) > 10, ratios
+
+
 @pytest.mark.parametrize("dtype,loss", [("float32", "cross_entropy"), ("float64", "mse")])
 @pytest.mark.parametrize("name", NAMES)
 def test_train_epochs_follow_a_reference_loop_over_the_same_batches(name, dtype, loss):
