@@ -276,3 +276,12 @@ def test_without_the_frameworks_every_peer_says_what_to_install(tmp_path):
             if line.strip() and not line.startswith("peers")}
     for name in NAMES:
         assert rows[name][0] == "no" and "not installed" in rows[name][1], listing
+
+
+def test_the_peer_table_divides_each_round_by_that_rounds_best_bpbench_time():
+    from bpbench.bench.peer_table import ratio_cells
+
+    times = {"numba": [2.0, 4.0, 1.0], "numba_parallel": [1.0, 8.0, 2.0],
+             "jax": [3.0, 8.0, 4.0], "torch": [1.0, 2.0, 0.5]}
+    # best per round: 1, 4, 1 -> jax 3, 2, 4; torch 1, 0.5, 0.5
+    assert ratio_cells(times) == {"torch": (0.5, 0.5, 1.0), "jax": (3.0, 2.0, 4.0)}
