@@ -19,10 +19,13 @@ as the user had it.
 
 **Threads**: XLA's CPU client starts its thread pools once per process, when JAX first runs
 anything, with one thread per CPU the process may run on (``os.sched_getaffinity``). No
-XLA_FLAGS setting changes that in jaxlib 0.10: ``--xla_cpu_multi_thread_eigen=false`` still
-ran matrix products on two threads here, ``intra_op_parallelism_threads`` is not an XLA flag
-(written with ``--`` it aborts the process: "Unknown flag in XLA_FLAGS"), and a count cannot
-be set after the start. So a peer asking for ``threads`` fewer than the CPUs starts the
+XLA_FLAGS setting changes that in jaxlib 0.10.2: with ``--xla_cpu_multi_thread_eigen=false``
+the jax peer still computes on two threads on a 2-CPU machine (``XLA_FLAGS=...
+python -m bpbench.bench.peer_table --busy --depths 4 --batches 2048``), and
+``intra_op_parallelism_threads`` is not an XLA flag (``XLA_FLAGS=--intra_op_parallelism_threads=1
+python -c "import jax; jax.devices()"`` aborts: "Unknown flag in XLA_FLAGS"; without the
+dashes it is ignored); a count cannot be set after the start. So a peer asking for
+``threads`` fewer than the CPUs starts the
 backend (if nothing has yet) with the calling thread's CPU affinity narrowed to the first
 ``threads`` of its CPUs, and restores the affinity at once: XLA sizes its pools to ``threads``
 and its worker threads stay pinned to those CPUs (other contestants' threads are not pinned).

@@ -2,10 +2,11 @@
 
 PyTorch's advice is to compile the highest-level function there is: the training step with its
 optimizer update, without the loop. Written imperatively (``zero_grad``, ``loss.backward()``,
-``optimizer.step()``), that function breaks into several graphs -- Dynamo does not trace
-``Tensor.backward()`` or ``Optimizer.zero_grad`` -- and at small batches it ran slower here than
-eager mode. So this peer writes the step functionally, as PyTorch's ``torch.func`` documents for
-use under ``torch.compile``: ``torch.func.grad_and_value`` of the loss of
+``optimizer.step()``), that function breaks into several graphs with Python between them --
+Dynamo does not trace ``Tensor.backward()`` or ``Optimizer.zero_grad`` (``TORCH_LOGS=
+graph_breaks`` lists them) -- which costs most at small batches, where the step is short. So
+this peer writes the step functionally, as PyTorch documents ``torch.func`` transforms for use
+inside ``torch.compile``: ``torch.func.grad_and_value`` of the loss of
 ``torch.func.functional_call(module, params, X)``, then ``p -= lr * g`` (``torch.optim.SGD``
 without momentum), all in one function compiled with ``fullgraph=True`` (a graph break is an
 error, not a silent fallback). It runs on the same ``nn.Sequential`` as the eager peer
