@@ -22,6 +22,8 @@ from __future__ import annotations
 IMPLS = ["naive", "numpy", "numba", "numba_parallel", "cuda", "torch", "torch_compile", "jax"]
 #: the peers among IMPLS (bpbench.bench.peers.PEERS): timed per step, not through bpbench.train
 PEERS = ("torch", "torch_compile", "jax")
+#: the peers that compile for each batch shape in their first step at it
+COMPILED_PEERS = ("torch_compile", "jax")
 DEPTHS = [1, 4]
 BATCHES = [1, 32, 1024]
 WIDTH = 256
@@ -76,6 +78,10 @@ def point(impl, depth, batch, width=WIDTH, dtype=DTYPE, *, warm_batch=None, chec
 
     net = points.grid_net(depth, width, dtype)
     skip_if_unavailable(impl, net, batch)
+    if warm_batch is not None and warm_batch != batch and impl in COMPILED_PEERS:
+        raise NotImplementedError(f"{impl} compiles per batch shape: warmed up on {warm_batch} "
+                                  f"rows, its first step on {batch} would compile in the "
+                                  "measured call")
     _points[key] = points.build(impl, net, batch, warm_batch=warm_batch, check_rows=check_rows)
     return _points[key]
 
