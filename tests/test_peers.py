@@ -285,3 +285,14 @@ def test_the_peer_table_divides_each_round_by_that_rounds_best_bpbench_time():
              "jax": [3.0, 8.0, 4.0], "torch": [1.0, 2.0, 0.5]}
     # best per round: 1, 4, 1 -> jax 3, 2, 4; torch 1, 0.5, 0.5
     assert ratio_cells(times) == {"torch": (0.5, 0.5, 1.0), "jax": (3.0, 2.0, 4.0)}
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_asv_skips_a_compiled_peer_where_its_warm_up_shape_differs_from_the_measured_one(name):
+    from benchmarks import common
+
+    if points.unavailable(name):
+        pytest.skip(f"peer {name!r} not tested here: {points.unavailable(name)}")
+    with pytest.raises(NotImplementedError, match="compiles per batch shape"):
+        common.point(name, 2, common.MEM_BATCH, width=common.MEM_WIDTH, warm_batch=1,
+                     check_rows=16)
