@@ -29,12 +29,13 @@ def test_one_busy_thread_is_the_main_one_and_a_worker_that_spins_too_is_counted(
 
     # a worker alive before and after the calls (a pool's thread): threads that end within
     # the calls are gone from /proc by the time it is read, and not counted
-    go, done = threading.Event(), threading.Event()
+    go, done, release = threading.Event(), threading.Event(), threading.Event()
 
     def work():
         go.wait()
         spin(0.15)
         done.set()
+        release.wait()  # alive until the CPU times have been read
 
     worker = threading.Thread(target=work, name="worker")
     worker.start()
@@ -44,7 +45,10 @@ def test_one_busy_thread_is_the_main_one_and_a_worker_that_spins_too_is_counted(
         spin(0.15)
         done.wait()
 
-    both = busy_threads(with_worker, repeats=1)
-    worker.join()
+    try:
+        both = busy_threads(with_worker, repeats=1)
+    finally:
+        release.set()
+        worker.join()
     # each spinner used >= 0.15 s of CPU: far above the 10% threshold whatever the load
     assert len(both) == 2 and all(s >= 0.1 for s, _ in both), both
