@@ -23,7 +23,12 @@ surface, which the timing engine and the checks use:
                                    per epoch, consecutive batches, sample-weighted epoch loss,
                                    stop at the first epoch at or below ``target_loss``)
 
-Peers import their framework lazily: importing this package imports neither PyTorch nor JAX.
+The peers: ``torch`` (PyTorch eager, :mod:`.torch_eager`), ``torch_compile`` (the whole step as
+one ``torch.compile`` graph, :mod:`.torch_compile`) and ``jax`` (the whole step under
+``jax.jit``, :mod:`.jax_peer`). Peers import their framework lazily: importing this package
+imports neither PyTorch nor JAX. They are not candidates of :func:`bpbench.fastest` (its
+answer must honour the contract); ``bpbench compare`` and
+``python -m bpbench.bench.peer_table`` time them beside the implementations.
 """
 
 from __future__ import annotations
