@@ -90,6 +90,13 @@ def is_peer(impl):
     return impl in peers.PEERS
 
 
+def is_compiled_peer(impl):
+    """True for a peer that compiles per batch shape in its first step at that shape."""
+    from bpbench.bench import peers
+
+    return impl in peers.COMPILED
+
+
 def skip_if_unavailable(impl, net, batch):
     """Raise NotImplementedError (asv's skip) when this point is not to be run here."""
     from bpbench.bench import points
@@ -111,6 +118,10 @@ def point(impl, depth, batch, width=WIDTH, dtype=DTYPE, *, warm_batch=None, chec
 
     net = points.grid_net(depth, width, dtype)
     skip_if_unavailable(impl, net, batch)
+    if warm_batch is not None and warm_batch != batch and is_compiled_peer(impl):
+        raise NotImplementedError(f"{impl} compiles per batch shape: warmed up on {warm_batch} "
+                                  f"rows, its first step on {batch} would compile in the "
+                                  "measured call")
     _points[key] = engine.checked_point(impl, net, batch, warm_batch=warm_batch,
                                         check_rows=check_rows)
     return _points[key]

@@ -30,15 +30,27 @@ EXIT_ERROR = 2
 
 # ---------------------------------------------------------------------------- list
 def cmd_list(args):
+    from .bench import peers
+    from .bench import threads as pools
     from .registry import implementations
 
+    threads = pools.resolve()
     table = implementations()
-    width = max(len(n) for n in table)
+    width = max(len(n) for n in [*table, *peers.names()])
     for name, info in table.items():
         if info["available"]:
             print(f"{name:<{width}}  yes  {info['description']}")
         else:
             print(f"{name:<{width}}  no   {info['reason']}")
+    # the peers: other frameworks timed beside the implementations (not implementations)
+    print(f"\npeers (other frameworks timed beside bpbench, {threads} threads each, "
+          f"like every contestant; ${pools.ENV} or --threads changes it):")
+    for name in peers.names():
+        reason = peers.unavailable(name, threads=threads)
+        if reason is None:
+            print(f"{name:<{width}}  yes  {peers.describe(name)}")
+        else:
+            print(f"{name:<{width}}  no   {reason}")
     return 0
 
 
@@ -123,7 +135,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"bpbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("list", help="every implementation: available here, or why not")
+    p = sub.add_parser("list", help="every implementation and peer: available here, or why not")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("validate", help="agreement of every implementation with the float64 "

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bpbench.bench import asv_tools, goals, machine, points
+from bpbench.bench import asv_tools, goals, machine, peers, points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,25 +62,33 @@ def test_noise_figures_from_two_runs_by_hand():
     assert numba["noise"] == pytest.approx(0.15)
 
 
-def test_goals_table_compares_the_best_numba_flavour_with_the_peer():
+def test_goals_table_compares_the_best_numba_flavour_with_every_peer():
     frame, record = goals.run_goals([0], [1], threads=1, settings="smoke", progress=False,
-                                    roofline=False)
+                                    roofline=False, rounds=3)
     row = frame.iloc[0]
     best = min(row["numba_s"], row["numba_parallel_s"])
     assert row["best"] in goals.FLAVOURS and row[f"{row['best']}_s"] == best
     assert row["x_floor"] == pytest.approx(best / row["floor_s"])
-    if points.unavailable("torch") is None:
-        assert row["x_torch"] == pytest.approx(row["torch_s"] / best)
-        assert row["x_torch_low"] <= row["x_torch"] <= row["x_torch_high"]
-    assert row["verdict"] == goals.verdict(1, row["x_torch"], row["x_floor"])
+    present = [p for p in peers.names() if points.unavailable(p) is None]
+    for p in present:
+        assert row[f"x_{p}_low"] <= row[f"x_{p}"] <= row[f"x_{p}_high"]
+    if present:
+        assert row["fastest_peer"] in present
+        assert row["x_fastest_peer"] <= min(row[f"x_{p}_high"] for p in present)
+    assert row["verdict_torch"] == goals.verdict_torch(1, row.get("x_torch", math.nan),
+                                                       math.nan)
     assert record["threads"] == "1" and row["threads"] == "1"
 
 
 def test_goal_verdicts():
-    assert goals.verdict(1, 12.0, 0.9) == "ok"
-    assert goals.verdict(1, 9.0, 0.9).startswith("MISS torch x9.0<10")
-    assert goals.verdict(256, 1.5, 1.2) == "MISS floor x1.20>1.1"
-    assert goals.verdict(16, math.nan, 1.0) == "ok"
+    assert goals.verdict_torch(1, 12.0, 0.9) == "ok"
+    assert goals.verdict_torch(1, 9.0, 0.9).startswith("MISS torch x9.00<10")
+    assert goals.verdict_torch(256, 1.5, 1.2) == "MISS roofline x1.20>1.1"
+    assert goals.verdict_torch(16, math.nan, 1.0) == "ok"
+    assert goals.verdict_peers(1, 6.0, "jax") == "ok"
+    assert goals.verdict_peers(1, 4.0, "jax") == "MISS jax x4.00<5"
+    assert goals.verdict_peers(2048, 0.9, "torch_compile") == "MISS torch_compile x0.90<1"
+    assert goals.verdict_peers(2048, math.nan, "") == "-"
 
 
 def test_time_to_target_runs_the_peers_own_loop_to_the_same_target():

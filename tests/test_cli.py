@@ -21,8 +21,12 @@ def test_list_names_every_implementation_with_reason_when_unavailable():
     assert result.returncode == 0, result.stderr
     for name in ("naive", "numpy", "numba", "numba_parallel", "cuda"):
         assert name in result.stdout
+    implementations, _, peer_rows = result.stdout.partition("\npeers (")
+    for name in ("torch", "torch_compile", "jax"):  # after the implementations, under a header
+        assert f"\n{name} " in peer_rows and f"\n{name} " not in implementations
     for line in result.stdout.splitlines():
-        assert " yes " in line or " no " in line
+        if line and not line.startswith("peers ("):
+            assert " yes " in line or " no " in line
 
 
 def test_errors_are_one_line_without_traceback():

@@ -282,6 +282,37 @@ def time_point(point, settings=None, **overrides):
     return time_call(point.step, settings=settings, **overrides)
 
 
+def side_by_side(built, rounds, settings=None, *, call="step"):
+    """Time several built points in ``rounds`` interleaved rounds: ``{name: [Timing, ...]}``.
+
+    ``built``: ``{name: Point}`` (same net and batch). In every round each point is timed once,
+    in an order rotated from round to round, so drift on a shared machine hits every contestant
+    alike; compare contestants round by round (ratios within a round), not across rounds.
+    ``call``: ``"step"`` times :meth:`Point.step <bpbench.bench.points.Point.step>` (prepared
+    batch), ``"user"`` :meth:`Point.user_step <bpbench.bench.points.Point.user_step>` (an
+    implementation's public ``step``, validation included).
+    """
+    if call not in ("step", "user"):
+        raise ValueError(f"call must be 'step' or 'user', got {call!r}")
+    cfg = make_settings(settings or "compare")
+    order = list(built)
+    out = {name: [] for name in order}
+    for r in range(rounds):
+        shift = r % len(order) if order else 0
+        for name in order[shift:] + order[:shift]:
+            point = built[name]
+            fn = point.step if call == "step" else point.user_step
+            out[name].append(time_call(fn, settings=cfg))
+    return out
+
+
+def repeats_for(fn, seconds):
+    """How many calls of ``fn()`` take about ``seconds`` (one call timed; at least 1)."""
+    t0 = time.perf_counter()
+    fn()
+    return max(1, int(seconds / max(time.perf_counter() - t0, 1e-9)))
+
+
 def measure(name, net, batch, *, settings=None, threads=None, device="cpu", **build):
     """Build the checked point of ``name`` on ``net`` at ``batch`` and time it.
 

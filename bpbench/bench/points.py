@@ -93,7 +93,7 @@ def unavailable(name, device="cpu"):
     ``device``: where a peer would run (``"cpu"`` or ``"cuda"``).
     """
     if name in peers.PEERS:
-        return peers.unavailable(name, device)
+        return peers.unavailable(name, device, threads=pools.resolve())
     if name not in registry.names():
         return f"unknown contestant {name!r}; known: {', '.join(contestants())}"
     if name == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
@@ -220,6 +220,17 @@ class Point:
     def step(self):
         """One SGD step at the timing learning rate, device work finished."""
         loss = self.model.step_prepared(self.batch, TIMING_LR)
+        self.model.synchronize()
+        return loss
+
+    def user_step(self):
+        """One SGD step as a user calls it, device work finished: an implementation's public
+        ``step(X, y, lr)`` (validation and layout included), a peer's ``step_prepared`` on its
+        own arrays (a peer's public surface is its framework's tensors)."""
+        if self.name in peers.PEERS:
+            loss = self.model.step_prepared(self.batch, TIMING_LR)
+        else:
+            loss = self.model.step(self.X, self.y, TIMING_LR)
         self.model.synchronize()
         return loss
 

@@ -47,7 +47,7 @@ MEM_SETUP = "bench_memory.PeakMemStep.peakmem_setup"
 THREADS = "bench_settings.TrackThreads.track_threads"
 
 #: contestants in display order (unknown ones follow alphabetically)
-ORDER = ("naive", "numpy", "numba", "numba_parallel", "cuda", "torch")
+ORDER = ("naive", "numpy", "numba", "numba_parallel", "cuda", "torch", "torch_compile", "jax")
 
 _LEGEND = ("Cells: median time per SGD step (speed-up over numpy, fraction of the BLAS floor = "
            "time of the step's matrix products through NumPy's BLAS / step time, fraction of "

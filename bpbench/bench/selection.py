@@ -32,7 +32,7 @@ from importlib import metadata
 from .. import registry
 from ..checks import check_positive_int
 from ..network import Network
-from . import engine, machine, points
+from . import engine, machine, peers, points
 from . import threads as pools
 
 #: the race: the engine's "race" preset (~0.1 s of samples per candidate, at most 0.5 s)
@@ -145,6 +145,17 @@ def _check_args(net, batch_size, candidates):
             raise ValueError(
                 f"candidates must be a list of implementation names, got {candidates!r}")
         names = list(dict.fromkeys(candidates))
+        peer_names = [n for n in names if isinstance(n, str) and n in peers.PEERS]
+        if peer_names:
+            # fastest answers with a class that honours the contract (Impl(net, params),
+            # validated step/forward/...); a peer does not, so it can only be compared
+            raise ValueError(
+                f"candidates: {', '.join(map(repr, peer_names))} "
+                f"{'is a peer' if len(peer_names) == 1 else 'are peers'} (another framework "
+                "timed beside bpbench), not an implementation fastest can return; compare "
+                f"them with `bpbench compare --impls {','.join(names)}` or "
+                "bpbench.bench.selection.race(net, batch_size, names); "
+                f"implementations: {', '.join(known)}")
         bad = [n for n in names if not isinstance(n, str) or n not in known]
         if bad or not names:
             raise ValueError(f"candidates: unknown {', '.join(map(repr, bad)) or 'empty list'}; "
@@ -169,7 +180,11 @@ def _memo_key(net, batch_size, candidates):
 
 
 def race(net, batch_size, names):
-    """Median step seconds per candidate name (the measured race; no caching)."""
+    """Median step seconds per candidate name (the measured race; no caching).
+
+    ``names`` may include peers (:mod:`bpbench.bench.peers`): the race times them like the
+    implementations, which is how to ask whether a peer would win (``fastest`` refuses them).
+    """
     runners = [n for n in names if points.too_slow(n, net, batch_size) is None] or names[:1]
     medians = {}
     for name in runners:
@@ -187,7 +202,10 @@ def fastest(net, batch_size, candidates=None):
     unavailable ones are left out. Pure Python (``naive``) is left out of the race at sizes
     where one step takes more than about 0.2 s (:data:`bpbench.bench.points.NAIVE_MAX_FLOPS`) when
     another candidate exists. A single usable candidate is returned without a race.
-    Raises ValueError for a bad argument, or when no candidate is available here.
+    Raises ValueError for a bad argument, or when no candidate is available here. Peers
+    (``torch``, ``torch_compile``, ``jax``) are refused as candidates, with a ValueError that
+    says how to compare them instead: the answer is a class honouring the contract
+    (``Impl(net, params)``, validated ``step``, ``forward``, ...), which a peer is not.
     """
     if candidates is not None and not isinstance(candidates, str) and hasattr(candidates,
                                                                                "__iter__"):

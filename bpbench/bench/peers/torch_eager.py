@@ -11,8 +11,11 @@ import importlib.util
 import numpy as np
 
 
-def unavailable(device="cpu"):
-    """None when PyTorch can run on ``device`` here, else why not (a sentence)."""
+def unavailable(device="cpu", threads=None):
+    """None when PyTorch can run on ``device`` here, else why not (a sentence).
+
+    ``threads``: any count is fine (``torch.set_num_threads``).
+    """
     if importlib.util.find_spec("torch") is None:
         return "PyTorch is not installed (pip install -e '.[peers]')"
     if device == "cuda":
