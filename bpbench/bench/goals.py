@@ -101,7 +101,7 @@ def measure_point(net, batch, names, *, rounds=ROUNDS, settings=None, threads=No
     n = pools.apply(threads)
     built, skipped = {}, {}
     for name in names:
-        reason = points.skip_reason(name, net, batch)
+        reason = points.skip_reason(name, net, batch, threads=n)
         if reason is None:
             try:  # float32: one row in float32 plus the float64 twin (points.build)
                 built[name] = points.build(name, net, batch, threads=n)
@@ -229,7 +229,7 @@ def busy(depth, batch, *, width=256, dtype="float32", seconds=1.0, threads=None)
     net = points.grid_net(depth, width, dtype)
     out = {}
     for name in list(FLAVOURS) + peers.names():
-        if points.skip_reason(name, net, batch) is None:
+        if points.skip_reason(name, net, batch, threads=n) is None:
             point = points.build(name, net, batch, threads=n, twin=False)
             out[name] = busy_threads(point.user_step, engine.repeats_for(point.user_step,
                                                                          seconds))

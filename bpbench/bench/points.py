@@ -87,13 +87,17 @@ def grid_batch(net, batch_size, seed=0):
     return X, y
 
 
-def unavailable(name, device="cpu"):
+def unavailable(name, device="cpu", threads=None):
     """None when contestant ``name`` can be timed here, else why not (a sentence).
 
-    ``device``: where a peer would run (``"cpu"`` or ``"cuda"``).
+    ``device``: where a peer would run (``"cpu"`` or ``"cuda"``); ``threads``: the count it
+    would get (default: the count last applied by :func:`bpbench.bench.threads.apply`, else
+    the run's setting), which a peer may be unable to honour in this process (JAX).
     """
     if name in peers.PEERS:
-        return peers.unavailable(name, device, threads=pools.resolve())
+        n = pools.resolve(threads) if threads is not None else (pools.applied()
+                                                                 or pools.resolve())
+        return peers.unavailable(name, device, threads=n)
     if name not in registry.names():
         return f"unknown contestant {name!r}; known: {', '.join(contestants())}"
     if name == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
@@ -127,9 +131,9 @@ def too_slow(name, net, batch_size):
     return None
 
 
-def skip_reason(name, net, batch_size):
+def skip_reason(name, net, batch_size, threads=None):
     """None when the point is to be timed, else why it is skipped (unavailable or too slow)."""
-    return unavailable(name) or too_slow(name, net, batch_size)
+    return unavailable(name, threads=threads) or too_slow(name, net, batch_size)
 
 
 def make_model(name, net, params, *, threads=None, device="cpu"):
