@@ -287,6 +287,34 @@ def test_validate_refuses_unknown_and_unavailable_names(monkeypatch):
         agreement.validate(impls=[])
 
 
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(steps=0), "steps"), (dict(steps="a"), "steps"), (dict(steps=1.5), "steps"),
+    (dict(steps=True), "steps"), (dict(impls=5), "impls"), (dict(dtypes=5), "dtypes"),
+    (dict(dtypes=[]), "dtypes"), (dict(cases=[]), "cases"), (dict(cases=5), "cases"),
+    (dict(cases=[1]), r"cases\[0\]"), (dict(cases=[("label", "net", [], [], [])]), "cases"),
+])
+def test_validate_refuses_bad_arguments_naming_them(kwargs, name):
+    # found by the fuzz suite: TypeErrors, or an empty table for nothing to validate
+    with pytest.raises(ValueError, match=name):
+        agreement.validate(impls=kwargs.pop("impls", ["numpy"]), **kwargs)
+
+
+def test_validate_names_the_case_whose_data_is_bad():
+    label, net, params, X, y = agreement.make_case((3, 2), "relu", "mse", 2, "float64", 0)
+    for case, name in (((label, net, params, X[:, :2], y), r"cases\[1\] X"),
+                       ((label, net, params, X, y[:, :1]), r"cases\[1\] y"),
+                       ((label, net, params[:0], X, y), r"cases\[1\] params")):
+        good = (label, net, params, X, y)
+        with pytest.raises(ValueError, match=name):
+            agreement.validate(impls=["numpy"], cases=[good, case])
+    # 1e39 fits a float64 case, not its float32 run: refused before any work
+    X_big = X.copy()
+    X_big[0, 0] = 1e39
+    with pytest.raises(ValueError, match=r"cases\[0\] X"):
+        agreement.validate(impls=["numpy"], dtypes=("float64", "float32"),
+                           cases=[(label, net, params, X_big, y)])
+
+
 def test_validate_runs_given_cases_in_every_dtype():
     case = agreement.make_case((3, 5, 2), "tanh", "mse", 4, "float64", seed=6)
     frame = agreement.validate(impls=["numpy"], dtypes=("float32", "float64"), cases=[case],

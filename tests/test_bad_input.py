@@ -335,3 +335,66 @@ def test_step_prepared_refuses_a_bad_lr_before_changing_the_model(impl, lr):
 def test_network_arguments_are_checked_even_when_unused(kwargs, name):
     with pytest.raises(ValueError, match=name):
         bpbench.Network(**kwargs)
+
+
+# ---------------------------------------------------------------- found by the fuzz suite
+
+@pytest.mark.parametrize("spelling", [">f8", np.dtype(">f4"), "<f4", np.float64, "double"])
+def test_any_spelling_of_the_dtype_is_the_native_one(impl, spelling):
+    # a big-endian dtype is still float32/float64: the net stores the native one (it used to
+    # keep '>f8', which numpy's out= buffers refused and Numba could not type)
+    net = bpbench.Network((3, 4, 2), dtype=spelling)
+    assert net.dtype.isnative and net.dtype.name in ("float32", "float64")
+    assert net == bpbench.Network((3, 4, 2), dtype=net.dtype.name)
+    model = impl(net, net.init(0))
+    assert np.isfinite(model.step(X_OK, Y_CE, 0.1))
+    assert all(W.dtype.isnative and b.dtype.isnative for W, b in model.params())
+
+
+def test_python_ints_beyond_float_range_are_refused_naming_the_argument(impl):
+    # finite as Python ints, no float can hold them: a ValueError, not an OverflowError
+    huge = 10**400
+    model = impl(MSE, MSE.init(0))
+    X = X_OK.tolist()
+    X[1][2] = huge
+    with pytest.raises(ValueError, match=r"\bX\b"):
+        model.forward(X)
+    y = Y_MSE.tolist()
+    y[0][1] = -huge
+    with pytest.raises(ValueError, match=r"\by\b"):
+        model.loss_and_grads(X_OK, y)
+    for lr in (huge, -huge):
+        with pytest.raises(ValueError, match=r"\blr\b"):
+            model.step(X_OK, Y_MSE, lr)
+    (W0, b0), (W1, b1) = MSE.init(0)
+    W1 = W1.tolist()
+    W1[0][0] = huge
+    with pytest.raises(ValueError, match=r"params\[1\] W"):
+        impl(MSE, [(W0, b0), (W1, b1)])
+    for name in ("target_loss", "tol"):
+        with pytest.raises(ValueError, match=name):
+            bpbench.train(model, X_OK, Y_MSE, epochs=1, **{name: huge})
+
+
+def test_read_only_and_unaligned_inputs_are_accepted_and_copied_once(impl):
+    # a broadcast view (read-only, zero strides) and an unaligned array: valid input, handed
+    # to the implementation as a clean (C-contiguous, aligned, writeable) copy
+    model = impl(CE, CE.init(0))
+    X = np.broadcast_to(X_OK[:1], X_OK.shape)
+    raw = np.zeros(X_OK.nbytes + 1, np.uint8)
+    unaligned = raw[1:].view(np.float64).reshape(X_OK.shape)
+    unaligned[...] = X_OK
+    assert not X.flags.writeable and not unaligned.flags.aligned
+    for data in (X, unaligned):
+        batch = model.prepare(data, Y_CE)
+        flags = batch.X.flags
+        assert flags.c_contiguous and flags.aligned and flags.writeable
+        np.testing.assert_array_equal(batch.X, data)
+    reference = impl(CE, CE.init(0))
+    np.testing.assert_array_equal(model.forward(unaligned), reference.forward(X_OK))
+
+
+@pytest.mark.parametrize("sizes", [np.array(5), np.array([[3, 2]])], ids=["0-d", "2-D"])
+def test_sizes_must_be_one_dimensional(sizes):
+    with pytest.raises(ValueError, match="sizes"):
+        bpbench.Network(sizes)

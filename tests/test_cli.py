@@ -71,7 +71,7 @@ def test_validate_passes_for_numpy_and_fails_for_a_broken_implementation(monkeyp
                                           strict=True)]
 
     monkeypatch.setitem(registry.BUILTINS, "wrong_sigmoid", ("tests.test_cli:_unused", None))
-    monkeypatch.setattr(registry, "_cache", {"wrong_sigmoid": (WrongSigmoid, None)})
+    monkeypatch.setattr(registry, "_cache", {"wrong_sigmoid": (WrongSigmoid, None, False)})
     argv = ["validate", "--impls", "wrong_sigmoid", "--dtypes", "float64"]
     assert cli.main(argv) == cli.EXIT_DISAGREE
     out = capsys.readouterr().out

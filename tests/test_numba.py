@@ -170,3 +170,25 @@ def test_compile_cost_runs_in_a_new_process():
     assert set(report) == {"import_seconds", "first_step_seconds", "step_seconds"}
     with pytest.raises(RuntimeError, match="no_such_impl"):
         compile_cost("no_such_impl", net, 2)
+
+
+def test_read_only_and_unaligned_arrays_compile_nothing_new(numba_impl):
+    """Numba types a read-only or unaligned array apart from a plain one (a new compilation
+    of the whole entry point, seconds each); validation hands the kernels clean copies, so
+    every call below reuses the one specialisation per dtype (found by the fuzz suite)."""
+    net = bpbench.Network((3, 4, 2), dtype="float64")
+    model = numba_impl(net, net.init(0))
+    X, y = _data(net, 6)
+    model.step(X, y, 0.1)  # the plain specialisation (compiled or loaded from the cache)
+    before = len(model._kernel.signatures)
+    ro_X, ro_y, ro_order = X.copy(), y.copy(), np.arange(6)
+    for a in (ro_X, ro_y, ro_order):
+        a.flags.writeable = False
+    raw = np.zeros(X.nbytes + 1, np.uint8)
+    unaligned = raw[1:].view(np.float64).reshape(X.shape)
+    unaligned[...] = X
+    model.step(ro_X, ro_y, 0.1)
+    model.step(unaligned, y, 0.1)
+    model.run_epoch(ro_X, ro_y, ro_order, 2, 0.1)
+    model.forward(np.broadcast_to(X[:1], X.shape))
+    assert len(model._kernel.signatures) == before, model._kernel.signatures

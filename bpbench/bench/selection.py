@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import os
 import platform
 from importlib import metadata
@@ -147,8 +148,9 @@ def _check_args(net, batch_size, candidates):
         if isinstance(candidates, str) or not hasattr(candidates, "__iter__"):
             raise ValueError(
                 f"candidates must be a list of implementation names, got {candidates!r}")
-        names = list(dict.fromkeys(candidates))
+        names = list(candidates)
         bad = [n for n in names if not isinstance(n, str) or n not in known]
+        names = list(dict.fromkeys(n for n in names if n not in bad))  # bad may be unhashable
         if bad or not names:
             raise ValueError(f"candidates: unknown {', '.join(map(repr, bad)) or 'empty list'}; "
                              f"known: {', '.join(known)}")
@@ -161,7 +163,11 @@ def _check_args(net, batch_size, candidates):
 
 def _memo_key(net, batch_size, candidates):
     """The in-process memo's key, or None when the arguments cannot be one (checked later)."""
-    if not isinstance(net, Network) or isinstance(batch_size, bool):
+    # only arguments that pass the checks may hit the memo: 2.0 == 2 as a dict key, but a
+    # float batch size is refused
+    if (not isinstance(net, Network) or isinstance(batch_size, bool)
+            or not isinstance(batch_size, numbers.Integral)
+            or not (candidates is None or isinstance(candidates, list))):
         return None
     key = (net, batch_size, None if candidates is None else tuple(candidates))
     try:
