@@ -26,6 +26,23 @@ import pytest
 
 import bpbench
 
+
+def pytest_collection_finish(session):
+    """Start the long subprocess suites (simulator checks, fuzz children) of the collected test
+    modules now, so they run beside the in-process tests (tests/background.py)."""
+    modules = {getattr(item, "module", None) for item in session.items}
+    for module in modules:
+        start = getattr(module, "start_early", None)
+        if start is not None and not session.config.option.collectonly:
+            start()
+
+
+def pytest_sessionfinish(session):
+    from background import RUNNING
+
+    RUNNING.stop()
+
+
 #: implementations that must be available on CI (a missing one there is a failure, not a skip)
 REQUIRED = ("naive", "numpy", "numba", "numba_parallel")
 

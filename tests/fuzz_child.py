@@ -99,7 +99,9 @@ EXIT_UNAVAILABLE = 3
 STATS = Counter()
 LOG = sys.stderr
 #: hypothesis phases: no example database, no explanation phase (slow); shrinking is on unless
-#: the environment says BPBENCH_FUZZ_SHRINK=0 (quicker failures while developing)
+#: the environment says BPBENCH_FUZZ_SHRINK=0 (quicker failures while developing), and off for
+#: cuda (main() decides): its examples are tiny already, and the simulator would make
+#: shrinking take many minutes
 PHASES = [Phase.explicit, Phase.generate] + (
     [] if os.environ.get("BPBENCH_FUZZ_SHRINK") == "0" else [Phase.shrink])
 
@@ -843,6 +845,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     global LOG
     LOG = open(args.log, "w", buffering=1) if args.log else open(os.devnull, "w")
+    if args.target == "cuda" and os.environ.get("BPBENCH_FUZZ_SHRINK") != "1":
+        PHASES[:] = [p for p in PHASES if p != Phase.shrink]
     faulthandler.enable()  # a crash prints the Python stack to stderr
     scale = float(os.environ.get("BPBENCH_FUZZ_SCALE", "1"))
     if args.target == "api":

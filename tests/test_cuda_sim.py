@@ -22,11 +22,11 @@ tests/test_registry.py.)
 import csv
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from background import RUNNING
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "cuda_sim_checks.py"
@@ -47,9 +47,8 @@ def _env(simulate):
     return env
 
 
-def _start(args, simulate=True):
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=_env(simulate),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _start(key, args, simulate=True):
+    return RUNNING.start(key, [sys.executable, *args], cwd=ROOT, env=_env(simulate))
 
 
 #: the shared contract tests run against cuda on the simulator (``-k cuda``, not sim_slow)
@@ -60,41 +59,40 @@ SHARED = ["tests/test_bad_input.py", "tests/test_reference.py", "tests/test_code
 SHARED_AT_LEAST = 85
 
 
-def _finish(proc, timeout=300):
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
+def _finish(key, timeout=300):
+    return RUNNING.finish(key, timeout)
+
+
+def start_early():
+    """Start every simulator subprocess of this module at once (tests/conftest.py calls this
+    when these tests are collected, so they run beside the in-process tests)."""
+    csv_path = RUNNING.path("gpu_check_smoke.csv")
+    _start("sim list", [str(SCRIPT), "--list"])
+    for i, group in enumerate(GROUPS):
+        _start(f"sim group {i}", ["-O", str(SCRIPT), *group])
+    _start("sim shared", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not sim_slow",
+                          "-k", "cuda", *SHARED])
+    # the GPU check's own --smoke switches the simulator on itself: start it without
+    _start("sim smoke", ["-m", "bpbench.bench.gpu_check", "--smoke", "--csv", str(csv_path)],
+           simulate=False)
+    return csv_path
 
 
 @pytest.fixture(scope="module")
-def simulator_runs(tmp_path_factory):
-    """Every simulator subprocess of this module, started at once (they overlap on two cores)."""
-    csv_path = tmp_path_factory.mktemp("gpu_check") / "smoke.csv"
-    runs = {
-        "list": _start([str(SCRIPT), "--list"]),
-        "groups": [_start(["-O", str(SCRIPT), *group]) for group in GROUPS],
-        "shared": _start(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not sim_slow",
-                          "-k", "cuda", *SHARED]),
-        # the GPU check's own --smoke switches the simulator on itself: start it without
-        "smoke": _start(["-m", "bpbench.bench.gpu_check", "--smoke", "--csv", str(csv_path)],
-                        simulate=False),
-        "csv": csv_path,
-    }
-    yield runs
-    for proc in [runs["list"], runs["smoke"], runs["shared"], *runs["groups"]]:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+def simulator_runs():
+    """The smoke run's CSV path, once every subprocess has started (if not already)."""
+    return {"csv": start_early()}
 
 
 @pytest.mark.slow
 def test_cuda_on_the_simulator_agrees_with_reference_and_numpy(simulator_runs):
-    rc, out = _finish(simulator_runs["list"])
+    rc, out = _finish("sim list")
     assert rc == 0, out
     known = out.split()
     assert sorted(known) == sorted(n for g in GROUPS for n in g), \
         f"GROUPS must cover every check in {SCRIPT.name}: {known}"
-    for group, proc in zip(GROUPS, simulator_runs["groups"], strict=True):
-        rc, out = _finish(proc)
+    for i, group in enumerate(GROUPS):
+        rc, out = _finish(f"sim group {i}")
         assert rc == 0, f"simulator checks failed:\n{out}"
         passed = {line.split()[1] for line in out.splitlines() if line.startswith("PASS ")}
         assert passed == set(group), f"expected PASS for {group}, got:\n{out}"
@@ -102,7 +100,7 @@ def test_cuda_on_the_simulator_agrees_with_reference_and_numpy(simulator_runs):
 
 @pytest.mark.slow
 def test_shared_contract_tests_pass_against_cuda_on_the_simulator(simulator_runs):
-    rc, out = _finish(simulator_runs["shared"], timeout=600)
+    rc, out = _finish("sim shared", timeout=600)
     assert rc == 0, f"shared tests against cuda on the simulator failed:\n{out[-12000:]}"
     summary = out.strip().splitlines()[-1]
     passed = re.search(r"(\d+) passed", summary)
@@ -113,7 +111,7 @@ def test_shared_contract_tests_pass_against_cuda_on_the_simulator(simulator_runs
 
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_end_to_end_on_the_simulator(simulator_runs):
-    rc, out = _finish(simulator_runs["smoke"])
+    rc, out = _finish("sim smoke")
     assert rc == 0, out
     assert "device: Numba CUDA simulator" in out and "all passed" in out, out
     with open(simulator_runs["csv"], newline="") as f:
@@ -127,13 +125,14 @@ def test_gpu_check_smoke_runs_end_to_end_on_the_simulator(simulator_runs):
 
 def test_cuda_is_listed_on_the_simulator():
     code = "import bpbench; print(bpbench.available())"
-    proc = _start(["-c", code])
-    rc, out = _finish(proc, timeout=120)
+    _start("sim listed", ["-c", code])
+    rc, out = _finish("sim listed", timeout=120)
     assert rc == 0 and "'cuda'" in out, out
 
 
 def test_importing_bpbench_and_the_cuda_module_imports_no_numba():
     code = ("import sys, bpbench, bpbench.impls.numba_cuda\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'numba_cuda')))")
-    rc, out = _finish(_start(["-c", code], simulate=False), timeout=120)
+    _start("no numba", ["-c", code], simulate=False)
+    rc, out = _finish("no numba", timeout=120)
     assert rc == 0 and out.strip() == "[]", out

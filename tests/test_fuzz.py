@@ -1,8 +1,9 @@
 """The fuzz suite: hypothesis drives every public entry point of every implementation with
 generated good and bad arguments (tests/fuzz_child.py, tests/fuzz_values.py).
 
-Each target runs in its own child process, all started at once: a crash in compiled code (a
-signal) kills the child, not this run, and fails that target's test, which prints the calls the
+Each target runs in its own child process, all started at once (most of them as soon as the
+tests are collected: tests/background.py): a crash in compiled code (a signal) kills the child,
+not this run, and fails that target's test, which prints the calls the
 child logged last (the one that crashed among them) and its output. Targets: ``api`` (the
 entry points of no implementation: Network, init, get, fastest, validate, the CLI), then every
 implementation: the built-ins (``cuda`` on Numba's CUDA simulator, tiny shapes) and any other
@@ -19,11 +20,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from background import RUNNING
 from conftest import REQUIRED, on_ci
 
 import bpbench
@@ -33,6 +34,9 @@ CHILD = ROOT / "tests" / "fuzz_child.py"
 #: exit status of a child whose implementation is unavailable (fuzz_child.EXIT_UNAVAILABLE)
 EXIT_UNAVAILABLE = 3
 BUILTIN = ["naive", "numpy", "numba", "numba_parallel", "cuda"]
+#: seconds a child may take (they take well under a minute; hypothesis shrinking a failure takes
+#: longer, up to its own limit of a few minutes)
+TIMEOUT = 600
 TARGETS = ["api"] + BUILTIN + [n for n in bpbench.implementations() if n not in BUILTIN]
 
 #: entry points every implementation child must have called, accepted and refused
@@ -52,21 +56,28 @@ def _env(target):
     return env
 
 
+#: children started as soon as the tests are collected (tests/conftest.py): they compile no
+#: Numba code for the CPU, so they cannot race the in-process tests for the on-disk cache; the
+#: numba children start with this module, once the in-process tests have filled that cache
+EARLY = ["api", "naive", "numpy", "cuda"]
+
+
+def _start(target):
+    log = RUNNING.path(f"fuzz-{target}.log")
+    RUNNING.start(f"fuzz {target}", [sys.executable, str(CHILD), target, "--log", str(log)],
+                  cwd=ROOT, env=_env(target))
+    return log
+
+
+def start_early():
+    for target in EARLY:
+        _start(target)
+
+
 @pytest.fixture(scope="module")
-def children(tmp_path_factory):
-    """Every child, started at once (they overlap on the CPUs); target -> (process, log)."""
-    logs = tmp_path_factory.mktemp("fuzz")
-    procs = {}
-    for target in TARGETS:
-        log = logs / f"{target}.log"
-        procs[target] = (subprocess.Popen(
-            [sys.executable, str(CHILD), target, "--log", str(log)], cwd=ROOT,
-            env=_env(target), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), log)
-    yield procs
-    for proc, _ in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+def children():
+    """target -> its log, every child started (they overlap on the CPUs)."""
+    return {target: _start(target) for target in TARGETS}
 
 
 def _tail(path, n=15):
@@ -76,10 +87,12 @@ def _tail(path, n=15):
         return "(no log)"
 
 
-def _finish(target, proc, log):
+def _finish(target, log):
     """The child's summary (dict), after failing the test on any failure or crash."""
-    out, _ = proc.communicate(timeout=600)
-    rc = proc.returncode
+    rc, out = RUNNING.finish(f"fuzz {target}", timeout=TIMEOUT)
+    if rc is None:
+        pytest.fail(f"the {target} fuzz child took more than {TIMEOUT} s and was stopped; its "
+                    f"last calls:\n{_tail(log)}\n--- output ---\n{out[-8000:]}")
     if rc == EXIT_UNAVAILABLE:
         message = out.strip().splitlines()[-1]
         if on_ci() and (target in REQUIRED or target == "cuda"):
@@ -99,8 +112,7 @@ def _finish(target, proc, log):
 @pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_fuzz(children, target):
-    proc, log = children[target]
-    summary = _finish(target, proc, log)
+    summary = _finish(target, children[target])
     assert summary["failed"] == [], summary
     calls = summary["calls"]
     if target == "api":
