@@ -30,11 +30,15 @@ import bpbench
 def pytest_collection_finish(session):
     """Start the long subprocess suites (simulator checks, fuzz children) of the collected test
     modules now, so they run beside the in-process tests (tests/background.py)."""
-    modules = {getattr(item, "module", None) for item in session.items}
-    for module in modules:
+    if session.config.option.collectonly:
+        return
+    by_module = {}
+    for item in session.items:
+        by_module.setdefault(getattr(item, "module", None), []).append(item)
+    for module, items in by_module.items():
         start = getattr(module, "start_early", None)
-        if start is not None and not session.config.option.collectonly:
-            start()
+        if start is not None:
+            start(items)  # the module starts what its selected tests need
 
 
 def pytest_sessionfinish(session):

@@ -63,9 +63,12 @@ def _finish(key, timeout=300):
     return RUNNING.finish(key, timeout)
 
 
-def start_early():
+def start_early(items=None):
     """Start every simulator subprocess of this module at once (tests/conftest.py calls this
-    when these tests are collected, so they run beside the in-process tests)."""
+    with the selected tests of this module when they are collected, so the subprocesses run
+    beside the in-process tests); nothing when no selected test needs them."""
+    if items is not None and not any("simulator_runs" in item.fixturenames for item in items):
+        return None
     csv_path = RUNNING.path("gpu_check_smoke.csv")
     _start("sim list", [str(SCRIPT), "--list"])
     for i, group in enumerate(GROUPS):

@@ -69,15 +69,23 @@ def _start(target):
     return log
 
 
-def start_early():
-    for target in EARLY:
-        _start(target)
+def _selected(items):
+    return [item.callspec.params["target"] for item in items if hasattr(item, "callspec")]
+
+
+def start_early(items):
+    """Start the EARLY children whose tests are selected (tests/conftest.py calls this)."""
+    for target in _selected(items):
+        if target in EARLY:
+            _start(target)
 
 
 @pytest.fixture(scope="module")
-def children():
-    """target -> its log, every child started (they overlap on the CPUs)."""
-    return {target: _start(target) for target in TARGETS}
+def logs(request):
+    """target -> its child's log, every selected child started (they overlap on the CPUs)."""
+    items = [item for item in request.session.items
+             if getattr(item, "module", None) is request.module]
+    return {target: _start(target) for target in _selected(items)}
 
 
 def _tail(path, n=15):
@@ -111,8 +119,8 @@ def _finish(target, log):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
-def test_fuzz(children, target):
-    summary = _finish(target, children[target])
+def test_fuzz(logs, target):
+    summary = _finish(target, logs[target])
     assert summary["failed"] == [], summary
     calls = summary["calls"]
     if target == "api":
