@@ -21,7 +21,13 @@ import inspect
 import numpy as np
 
 from . import reference
-from .checks import check_batch, check_params
+from .checks import (
+    check_batch,
+    check_inputs,
+    check_params,
+    check_positive_int,
+    check_targets,
+)
 from .interface import Implementation
 from .network import DTYPES, Network
 
@@ -256,6 +262,25 @@ def default_cases(dtype):
             for seed, (sizes, act, loss, batch) in enumerate(_CASES)]
 
 
+def _sequence(value, name):
+    """value as a list, or ValueError naming it (a str or a non-iterable is not a sequence)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be a list, got {value!r}")
+    return list(value)
+
+
+def _check_case(case, dtype, name):
+    """A (label, net, params, X, y) case, valid in ``dtype``, or ValueError naming it."""
+    if not isinstance(case, (tuple, list)) or len(case) != 5 or not isinstance(case[1], Network):
+        raise ValueError(f"{name} must be a (label, net, params, X, y) tuple with a "
+                         f"bpbench.Network, got {case!r}")
+    _, net, params, X, y = case
+    net = net.with_dtype(dtype)
+    check_params(net, params, f"{name} params")
+    X = check_inputs(net, X, f"{name} X")
+    check_targets(net, y, X.shape[0], f"{name} y")
+
+
 def validate(impls=None, dtypes=("float32", "float64"), cases=None, steps=3):
     """Every check on every case: a pandas DataFrame with one row per compared array.
 
@@ -263,7 +288,8 @@ def validate(impls=None, dtypes=("float32", "float64"), cases=None, steps=3):
     an unknown or unavailable name raises ValueError. ``cases``: (label, net, params, X, y)
     tuples (None: :func:`default_cases`), each run in every dtype of ``dtypes``. Finite
     differences run once per case and dtype; gradients and an SGD trajectory of ``steps`` steps
-    (batches of half the rows) once per implementation, case and dtype.
+    (a positive int; batches of half the rows) once per implementation, case and dtype.
+    Every argument is checked before any work: a bad one raises ValueError naming it.
     """
     import pandas as pd
 
@@ -271,15 +297,25 @@ def validate(impls=None, dtypes=("float32", "float64"), cases=None, steps=3):
 
     if impls is None:
         impls = available()
-    if isinstance(impls, str):
+    if isinstance(impls, str) or inspect.isclass(impls):
         impls = [impls]
-    resolved = [_resolve(impl) for impl in impls]  # fail before any work on a bad name
+    resolved = [_resolve(impl) for impl in _sequence(impls, "impls")]  # before any work
     if not resolved:
         raise ValueError("impls is empty: nothing to validate")
-    dtypes = [dtypes] if isinstance(dtypes, str) else list(dtypes)
+    dtypes = [dtypes] if isinstance(dtypes, str) else _sequence(dtypes, "dtypes")
+    if not dtypes:
+        raise ValueError("dtypes is empty: nothing to validate")
     for dtype in dtypes:
         if dtype not in DTYPES:
             raise ValueError(f"dtypes must be among {DTYPES}, got {dtype!r}")
+    steps = check_positive_int(steps, "steps")
+    if cases is not None:
+        cases = _sequence(cases, "cases")
+        if not cases:
+            raise ValueError("cases is empty: nothing to validate (None: the default cases)")
+        for dtype in dtypes:  # every case checked in every dtype before any work
+            for i, case in enumerate(cases):
+                _check_case(case, dtype, f"cases[{i}]")
 
     rows = []
     for dtype in dtypes:

@@ -25,9 +25,24 @@ def _as_real_array(value, name):
             arr = arr.astype(np.float64)
         except (ValueError, TypeError):
             raise ValueError(f"{name} must be a numeric array, got non-numeric values") from None
+        except OverflowError:  # a Python int beyond float64's range: finite, yet no float
+            raise ValueError(f"{name} holds a number too large for a float64") from None
     if arr.dtype.kind not in "iuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr
+
+
+def _owned(arr, dtype):
+    """arr as a C-contiguous, aligned, writeable array of dtype; copied only when it is not.
+
+    Aligned and writeable because a read-only (a broadcast view, say) or unaligned array is
+    another argument type to Numba: each would compile its own specialisation of the kernels,
+    seconds per call site, for the same computation. Nothing writes into the result.
+    """
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not (out.flags.writeable and out.flags.aligned):
+        out = out.copy()
+    return out
 
 
 def _require_finite(arr, name):
@@ -38,7 +53,8 @@ def _require_finite(arr, name):
 
 
 def check_inputs(net, X, name="X"):
-    """X as a C-contiguous (B, sizes[0]) array of net.dtype, B >= 1, all finite."""
+    """X as a C-contiguous, aligned, writeable (B, sizes[0]) array of net.dtype, B >= 1, all
+    finite (a copy when X is not already that)."""
     arr = _as_real_array(X, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (batch, {net.sizes[0]}), got shape {arr.shape}")
@@ -48,7 +64,7 @@ def check_inputs(net, X, name="X"):
         raise ValueError(f"{name} must have {net.sizes[0]} columns (the input width sizes[0]), "
                          f"got shape {arr.shape}")
     with np.errstate(over="ignore"):  # no stray RuntimeWarning: the ValueError below says it
-        arr = np.ascontiguousarray(arr, dtype=net.dtype)
+        arr = _owned(arr, net.dtype)
     # after the cast: a float64 value beyond float32's range becomes inf here and is caught
     _require_finite(arr, name)
     return arr
@@ -75,7 +91,7 @@ def check_targets(net, y, batch_size, name="y"):
         if arr.size and (arr.min() < 0 or arr.max() >= K):
             raise ValueError(f"{name} holds class indices outside [0, {K}): "
                              f"min {arr.min()}, max {arr.max()}")
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return _owned(arr, np.int64)
     arr = _as_real_array(arr, name)
     if arr.ndim == 1 and K == 1 and arr.shape[0] == batch_size:
         arr = arr.reshape(batch_size, 1)
@@ -83,7 +99,7 @@ def check_targets(net, y, batch_size, name="y"):
         raise ValueError(f"{name} must have shape ({batch_size}, {K}) (targets for every output "
                          f"unit of every row of X), got {arr.shape}")
     with np.errstate(over="ignore"):  # beyond float32's range: inf, refused just below
-        arr = np.ascontiguousarray(arr, dtype=net.dtype)
+        arr = _owned(arr, net.dtype)
     _require_finite(arr, name)
     return arr
 
@@ -137,7 +153,10 @@ def check_lr(lr, name="lr"):
             lr = lr.item()
         else:
             raise ValueError(f"{name} must be a positive real number, got {lr!r}")
-    lr = float(lr)
+    try:
+        lr = float(lr)
+    except OverflowError:  # an int beyond float64's range
+        lr = math.inf if lr > 0 else -math.inf
     if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"{name} must be positive and finite, got {lr!r}")
     return lr
@@ -162,7 +181,7 @@ def check_order(order, n, name="order"):
     if n and (arr.min() < 0 or arr.max() >= n):
         raise ValueError(f"{name} holds row indices outside [0, {n}): "
                          f"min {arr.min()}, max {arr.max()}")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    arr = _owned(arr, np.int64)
     seen = np.bincount(arr, minlength=n)
     if n and seen.max() > 1:
         row = int(np.argmax(seen > 1))

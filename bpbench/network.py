@@ -41,7 +41,8 @@ class Network:
     __slots__ = ("sizes", "activations", "loss", "dtype")
 
     def __init__(self, sizes, activation="relu", loss="cross_entropy", dtype="float64"):
-        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
+        if (isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray))
+                or getattr(sizes, "ndim", 1) != 1):
             raise ValueError("sizes must be a sequence of layer widths like (64, 128, 10), "
                              f"got {sizes!r}")
         sizes = tuple(sizes)
@@ -82,6 +83,9 @@ class Network:
             dt = None
         if dt is None or dt.name not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        # the native byte order, whatever the spelling ('>f8' is float64 too): kernels and
+        # NumPy's out= buffers work in native order only
+        dt = np.dtype(dt.name)
 
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activations", activations)

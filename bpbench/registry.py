@@ -59,7 +59,11 @@ def refresh():
 
 
 def _load(name, target, package):
-    """(class, None) or (None, reason)."""
+    """(class, None, False) or (None, reason, broken).
+
+    ``broken``: the implementation's own code is at fault (its module fails to import, or the
+    target is not an Implementation subclass), as opposed to a missing dependency.
+    """
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -67,28 +71,32 @@ def _load(name, target, package):
         missing = getattr(exc, "name", None) or ""
         if package and not module_name.startswith(missing):
             # a dependency is missing (numba, numba-cuda), not the implementation's own module
-            return None, f"{missing or 'a dependency'} is not installed: pip install {package}"
-        return None, f"cannot import {module_name}: {exc}"
+            return (None, f"{missing or 'a dependency'} is not installed: pip install {package}",
+                    False)
+        return None, f"cannot import {module_name}: {exc}", True
+    except Exception as exc:  # a module that raises on import must not break listing
+        return None, f"cannot import {module_name}: {type(exc).__name__}: {exc}", True
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Implementation)):
-        return None, f"{target} is not a bpbench.Implementation subclass"
-    return cls, None
+        return None, f"{target} is not a bpbench.Implementation subclass", True
+    return cls, None, False
 
 
 _cache = {}
 
 
 def _resolve(name):
-    """(class or None, reason or None) for a known name; cached per process."""
+    """(class or None, reason or None, broken) for a known name; cached per process."""
     if name not in _cache:
         target, package = _targets()[name]
-        cls, reason = _load(name, target, package)
+        cls, reason, broken = _load(name, target, package)
         if cls is not None:
             try:
                 reason = cls.availability()
             except Exception as exc:  # an availability probe must never break listing
                 reason = f"availability check failed: {type(exc).__name__}: {exc}"
-        _cache[name] = (cls, reason)
+                broken = True
+        _cache[name] = (cls, reason, broken)
     return _cache[name]
 
 
@@ -99,14 +107,21 @@ def names():
 
 
 def implementations():
-    """Every known name -> {"available": bool, "reason": str or None, "description": str}."""
+    """Every known name -> {"available": bool, "reason": str or None, "description": str,
+    "broken": bool}.
+
+    ``broken``: unavailable through a fault of the implementation itself (its module does not
+    import, its target is not an Implementation, its availability check raises), not for want
+    of a dependency or a device.
+    """
     table = {}
     for name in names():
-        cls, reason = _resolve(name)
+        cls, reason, broken = _resolve(name)
         table[name] = {
             "available": cls is not None and reason is None,
             "reason": reason,
             "description": getattr(cls, "description", "") if cls is not None else "",
+            "broken": broken,
         }
     return table
 
@@ -125,7 +140,7 @@ def get(name):
     if not isinstance(name, str) or name not in _targets():
         raise UnknownImplementationError(
             f"unknown implementation {name!r}; known: {', '.join(names())}")
-    cls, reason = _resolve(name)
+    cls, reason, _ = _resolve(name)
     if cls is None or reason is not None:
         raise UnavailableError(f"implementation {name!r} is unavailable here: {reason}")
     return cls

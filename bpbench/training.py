@@ -15,7 +15,12 @@ def _optional_real(value, name):
     """None, or value as a finite float (bools and non-numbers refused)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    try:
+        ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(
+            value)
+    except OverflowError:  # an int beyond float64's range
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be a finite number or None, got {value!r}")
     return float(value)
 

@@ -77,7 +77,11 @@ def _activate(z, act, zero, one):
     if act == TANH:
         return math.tanh(z)
     if act == SIGMOID:
-        return one / (one + math.exp(-z))
+        # exp of -|z| only, so it never overflows: on a GPU exp(1e30) is inf and 1 / (1 + inf)
+        # is right, but the simulator's math.exp raises OverflowError (found by the fuzz suite)
+        e = math.exp(-abs(z))
+        s = one / (one + e)
+        return s if z >= zero else e * s
     if act == IDENTITY:
         return z
     return (z - z) / (z - z)

@@ -6,8 +6,10 @@ The simulator must be switched on before Numba is imported, so this runs in its 
 (tests/test_cuda_sim.py starts it). Every check compares against something independent of the
 kernels: the float64 reference (bpbench.reference), the ``numpy`` implementation, hand-derived
 values. Prints ``PASS <name>`` per check and exits non-zero on the first failure, so the caller
-can verify which checks ran. The simulator runs every thread in Python: shapes are tiny, but the
-tile constants are the real ones, and the widths cross them (1, TILE + 1, BLOCK + 1).
+can verify which checks ran. Checks raise :class:`CheckFailed` explicitly (no ``assert``
+statements: ``python -O`` would strip them; tests/test_cuda_sim.py runs this script with -O).
+The simulator runs every thread in Python: shapes are tiny, but the tile constants are the
+real ones, and the widths cross them (1, TILE + 1, BLOCK + 1).
 """
 
 from __future__ import annotations
@@ -28,11 +30,21 @@ from bpbench.impls import _cuda_kernels as K  # noqa: E402
 BOUND = {"float64": 1e-10, "float32": 1e-4}
 
 
+class CheckFailed(Exception):
+    """A check did not hold (raised explicitly: ``python -O`` strips assert statements)."""
+
+
+def check(condition, message):
+    """Raise CheckFailed(message) unless condition holds."""
+    if not condition:
+        raise CheckFailed(message)
+
+
 def rel_err(got, want):
     """||got - want|| / ||want|| (absolute error when want is all zeros)."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     if got.shape != want.shape:
-        raise AssertionError(f"shape {got.shape} != reference shape {want.shape}")
+        raise CheckFailed(f"shape {got.shape} != reference shape {want.shape}")
     scale = np.linalg.norm(want)
     diff = np.linalg.norm(got - want)
     return diff / scale if scale > 0 else diff
@@ -53,13 +65,13 @@ def assert_grads_agree(net, loss, grads, params, X, y, what):
     ref_loss, ref_grads = reference.loss_and_grads(net, params, X, y)
     bound = BOUND[net.dtype.name]
     err = abs(loss - ref_loss) / max(abs(ref_loss), 1e-300)
-    assert err <= bound, f"{what}: loss {loss} vs reference {ref_loss} (rel {err:.2e})"
-    assert len(grads) == net.n_layers, f"{what}: {len(grads)} gradient pairs"
+    check(err <= bound, f"{what}: loss {loss} vs reference {ref_loss} (rel {err:.2e})")
+    check(len(grads) == net.n_layers, f"{what}: {len(grads)} gradient pairs")
     for layer, ((dW, db), (rW, rb)) in enumerate(zip(grads, ref_grads, strict=True)):
-        assert dW.dtype == net.dtype and db.dtype == net.dtype, f"{what}: dtype {dW.dtype}"
+        check(dW.dtype == net.dtype and db.dtype == net.dtype, f"{what}: dtype {dW.dtype}")
         for name, g, r in (("dW", dW, rW), ("db", db, rb)):
             e = rel_err(g, r)
-            assert e <= bound, f"{what}: layer {layer} {name} rel error {e:.2e} > {bound}"
+            check(e <= bound, f"{what}: layer {layer} {name} rel error {e:.2e} > {bound}")
 
 
 # ---------------------------------------------------------------------------- the checks
@@ -74,13 +86,14 @@ def check_agreement(dtype, loss, sizes, batch, forward=False):
     model = bpbench.get("cuda")(net, params)
     what = f"{dtype} {loss} {sizes} B={batch}"
     loss_value, grads = model.loss_and_grads(X, y)
-    assert isinstance(loss_value, float)
+    check(isinstance(loss_value, float), f"{what}: loss is {type(loss_value).__name__}")
     assert_grads_agree(net, loss_value, grads, params, X, y, what)
     if forward:
         out = model.forward(X)
         want = reference.forward(net, params, X)[-1]
         e = rel_err(out, want)
-        assert out.shape == want.shape and e <= BOUND[dtype], f"{what}: forward rel error {e:.2e}"
+        check(out.shape == want.shape and e <= BOUND[dtype],
+              f"{what}: forward rel error {e:.2e}")
 
 
 def check_split_products():
@@ -89,12 +102,12 @@ def check_split_products():
     Inner widths of BLOCK + 1 and a batch of 3 TILE + 1 split the forward, input-gradient and
     weight-gradient products in two (the shapes are chosen for that; asserted below); widths
     of BLOCK + 1 also give the weight gradient two tiles of rows."""
-    from impls import numba_cuda
+    from bpbench.impls import numba_cuda
 
     sizes, batch = (K.BLOCK + 1, 3, K.BLOCK + 1, 2), 3 * K.TILE + 1
     for out_rows, inner in ((batch, sizes[0]), (sizes[1], sizes[2]), (sizes[0], batch)):
         tiles = -(-out_rows // K.BLOCK)
-        assert numba_cuda._split(tiles, inner, K) > 1, "these shapes no longer split"
+        check(numba_cuda._split(tiles, inner, K) > 1, "these shapes no longer split")
     net = bpbench.Network(sizes, activation=("tanh", "sigmoid"), loss="cross_entropy")
     params = net.init(seed=4)
     X, y = data(net, batch, seed=2)
@@ -116,20 +129,22 @@ def check_sgd_matches_numpy(dtype, epoch):
     for i in range(n_steps):
         lc = cuda_model.step(X, y, 0.1)
         ln = numpy_model.step(X, y, 0.1)
-        assert abs(lc - ln) <= bound * abs(ln), f"step {i}: loss {lc} vs numpy {ln}"
+        check(abs(lc - ln) <= bound * abs(ln), f"step {i}: loss {lc} vs numpy {ln}")
     n_total = n_steps
     if epoch:
         hc = bpbench.train(cuda_model, X, y, lr=0.1, epochs=1, batch_size=2, seed=7)
         hn = bpbench.train(numpy_model, X, y, lr=0.1, epochs=1, batch_size=2, seed=7)
         n_total += 3  # 5 rows in batches of 2: 3 steps in the epoch
-        assert abs(hc[0] - hn[0]) <= bound * n_total * abs(hn[0]), f"epoch loss {hc} vs {hn}"
+        check(abs(hc[0] - hn[0]) <= bound * n_total * abs(hn[0]), f"epoch loss {hc} vs {hn}")
     pairs = zip(cuda_model.params(), numpy_model.params(), strict=True)
     for layer, ((W, b), (Wn, bn)) in enumerate(pairs):
         for name, g, r in (("W", W, Wn), ("b", b, bn)):
             e = rel_err(g, r)
-            assert e <= bound * n_total, f"layer {layer} {name} after {n_total} steps: {e:.2e}"
+            check(e <= bound * n_total, f"layer {layer} {name} after {n_total} steps: {e:.2e}")
     # and the update really happened: the parameters moved away from the start
-    assert rel_err(cuda_model.params()[0][0], params[0][0]) > 1e-3
+    for layer, ((W, b), (W0, b0)) in enumerate(zip(cuda_model.params(), params, strict=True)):
+        check(rel_err(W, W0) > 1e-3 and rel_err(b, b0) > 1e-3,
+              f"layer {layer}: the steps did not move W and b")
 
 
 def check_stable_cross_entropy(dtype):
@@ -141,10 +156,12 @@ def check_stable_cross_entropy(dtype):
     y = np.array([1, 0, 2])
     model = bpbench.get("cuda")(net, params)
     loss, grads = model.loss_and_grads(X, y)
-    assert np.isfinite(loss) and all(np.isfinite(g).all() for pair in grads for g in pair)
+    check(np.isfinite(loss) and all(np.isfinite(g).all() for pair in grads for g in pair),
+          f"{dtype} logits 1e4: non-finite loss {loss} or gradients")
     # by hand: row 0 logits (1e4, -1e4, 0), label 1 -> loss 2e4; row 1 (0, 5e3, -5e3), label 0
     # -> 5e3; row 2 (1e4, -5e3, -5e3), label 2 -> 1.5e4 (the other terms are below e**-5000)
-    assert abs(loss - (2e4 + 5e3 + 1.5e4) / 3) <= 1e-6 * loss, loss
+    check(abs(loss - (2e4 + 5e3 + 1.5e4) / 3) <= 1e-6 * loss,
+          f"{dtype} logits 1e4: loss {loss}, by hand {(2e4 + 5e3 + 1.5e4) / 3}")
     assert_grads_agree(net, loss, grads, params, X, y, f"{dtype} logits 1e4")
     # logits near 1e4 whose loss is O(1): catches m + log(s) - out[y], which cancels in float32
     W = np.array([[1e4, 1e4 - 1, 1e4 - 2], [0.0, 0.0, 0.0]], dtype=dtype)
@@ -152,6 +169,25 @@ def check_stable_cross_entropy(dtype):
     X, y = np.array([[1.0, 0.0]], dtype=dtype), np.array([1])
     loss, grads = bpbench.get("cuda")(net, params).loss_and_grads(X, y)
     assert_grads_agree(net, loss, grads, params, X, y, f"{dtype} logits 1e4, loss O(1)")
+
+
+def check_sigmoid_saturates(dtype):
+    """Pre-activations of +-1e30 through a sigmoid: 0 and 1, as numpy gives, never an overflow
+    (the simulator's math.exp raises where a GPU's returns inf; found by the fuzz suite)."""
+    net = bpbench.Network((2, 3, 2), activation="sigmoid", loss="mse", dtype=dtype)
+    params = net.init(seed=1)
+    X = np.array([[1e30, -1e30], [-1e30, 1e30], [0.5, -0.5]], dtype=dtype)
+    y = np.zeros((3, 2), dtype)
+    model, oracle = bpbench.get("cuda")(net, params), bpbench.get("numpy")(net, params)
+    out, want = model.forward(X), oracle.forward(X)
+    check(np.isfinite(out).all() and rel_err(out, want) <= BOUND[dtype],
+          f"{dtype} sigmoid at +-1e30: {out} vs numpy {want}")
+    loss, grads = model.loss_and_grads(X, y)
+    want_loss, want_grads = oracle.loss_and_grads(X, y)
+    check(abs(loss - want_loss) <= BOUND[dtype] * abs(want_loss), f"loss {loss} vs {want_loss}")
+    for layer, ((dW, db), (rW, rb)) in enumerate(zip(grads, want_grads, strict=True)):
+        check(rel_err(dW, rW) <= BOUND[dtype] and rel_err(db, rb) <= BOUND[dtype],
+              f"{dtype} sigmoid at +-1e30: layer {layer} gradients differ from numpy's")
 
 
 def check_bad_input():
@@ -164,12 +200,46 @@ def check_bad_input():
         (lambda: model.step(np.ones((2, 3)), [0, 1], -1.0), "lr"),
     ]
     for call, arg in cases:
+        before = model.params()
         try:
             call()
         except ValueError as exc:
-            assert str(exc).startswith(arg), f"message should name {arg}: {exc}"
+            check(str(exc).startswith(arg), f"message should name {arg}: {exc}")
         else:
-            raise AssertionError(f"bad {arg} was accepted")
+            raise CheckFailed(f"bad {arg} was accepted")
+        for (W, b), (W0, b0) in zip(model.params(), before, strict=True):
+            check(np.array_equal(W, W0) and np.array_equal(b, b0),
+                  f"the model changed although bad {arg} was refused")
+
+
+def check_registry():
+    """Under the simulator the registry lists cuda as available, get returns its class, and
+    the class answers for itself: its availability says None here, and without the simulator
+    (a fresh process) it says why not and names both remedies."""
+    import subprocess
+
+    from numba import config
+
+    from bpbench.impls.numba_cuda import CudaImplementation
+
+    check(config.ENABLE_CUDASIM, "the simulator is not on in this process")
+    info = bpbench.implementations()["cuda"]
+    check(info["available"] and info["reason"] is None and not info["broken"],
+          f"cuda is not listed as available under the simulator: {info}")
+    check("cuda" in bpbench.available(), f"available() lacks cuda: {bpbench.available()}")
+    cls = bpbench.get("cuda")
+    check(cls is CudaImplementation and cls.name == "cuda" and cls.description,
+          f"get('cuda') returned {cls!r}")
+    check(cls.availability() is None, f"availability under the simulator: {cls.availability()}")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    code = ("from bpbench.impls.numba_cuda import CudaImplementation as C\n"
+            "print(C.availability())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    reason = out.stdout.strip()
+    if reason != "None":  # a machine with a GPU has no reason to give
+        check("NUMBA_ENABLE_CUDASIM" in reason and "GPU" in reason,
+              f"without the simulator, cuda's reason should name both remedies: {out}")
 
 
 CHECKS = {
@@ -186,8 +256,10 @@ CHECKS = {
     "sgd_f32": lambda: check_sgd_matches_numpy("float32", epoch=False),
     "stable_ce_f32": lambda: check_stable_cross_entropy("float32"),
     "stable_ce_f64": lambda: check_stable_cross_entropy("float64"),
+    "sigmoid_f32": lambda: check_sigmoid_saturates("float32"),
+    "sigmoid_f64": lambda: check_sigmoid_saturates("float64"),
     "bad_input": check_bad_input,
-    "registry": lambda: bpbench.get("cuda"),
+    "registry": check_registry,
 }
 
 

@@ -29,6 +29,7 @@ def _failures(rows):
 
 # ---------------------------------------------------------------- sweeps against the reference
 
+@pytest.mark.sim_slow  # 80 architectures up to width 16 (tests/cuda_sim_checks.py: tiles)
 def test_gradients_agree_with_reference_on_random_architectures(impl, dtype):
     plan = SWEEP.get(impl.name, SWEEP_DEFAULT)
     rng = np.random.default_rng(100 if dtype == "float64" else 200)
@@ -46,6 +47,7 @@ def test_gradients_agree_with_reference_on_random_architectures(impl, dtype):
     assert {loss for _, loss in seen} == {"mse", "cross_entropy"}
 
 
+@pytest.mark.sim_slow  # 80 steps
 def test_sgd_trajectories_agree_with_reference_on_random_architectures(impl, dtype):
     rng = np.random.default_rng(300 if dtype == "float64" else 400)
     n = 6 if impl.name == "naive" else 20
@@ -58,6 +60,7 @@ def test_sgd_trajectories_agree_with_reference_on_random_architectures(impl, dty
     assert not _failures(rows), _failures(rows)[:5]
 
 
+@pytest.mark.sim_slow  # 10 steps of a 2-hidden-layer net
 def test_two_implementations_step_by_step(impl):
     """impl and a second implementation take the same 10 steps; params agree after each."""
     other = bpbench.get("naive" if impl.name != "naive" else "numpy")
@@ -76,6 +79,7 @@ def test_two_implementations_step_by_step(impl):
     assert relative_error(a.params()[0][0], net.init(seed=5)[0][0]) > 1e-3
 
 
+@pytest.mark.sim_slow  # widths up to 16 (tests/cuda_sim_checks.py: forward in agree_*)
 def test_forward_matches_reference(impl, dtype):
     rng = np.random.default_rng(17)
     for _ in range(5):
@@ -87,6 +91,7 @@ def test_forward_matches_reference(impl, dtype):
         assert relative_error(out, want) <= TOLERANCES[dtype]
 
 
+@pytest.mark.sim_slow  # widths up to 16 (the fuzz suite checks cuda's types)
 def test_outputs_have_the_contract_types(impl, dtype):
     net, params, X, y = random_case(np.random.default_rng(3), dtype, max_depth=2)
     model = impl(net, params)
@@ -131,7 +136,9 @@ def test_default_cases_cover_what_they_claim():
     for (_, _, p, X, y), (_, _, p2, X2, y2) in zip(cases, again, strict=True):
         np.testing.assert_array_equal(X, X2)
         np.testing.assert_array_equal(y, y2)
-        np.testing.assert_array_equal(p[0][0], p2[0][0])
+        for (W, b), (W2, b2) in zip(p, p2, strict=True):
+            np.testing.assert_array_equal(W, W2)
+            np.testing.assert_array_equal(b, b2)
 
 
 # ---------------------------------------------------------------- the checker can fail
@@ -285,6 +292,34 @@ def test_validate_refuses_unknown_and_unavailable_names(monkeypatch):
         agreement.validate(impls=["numpy"], dtypes=("float16",))
     with pytest.raises(ValueError, match="empty"):
         agreement.validate(impls=[])
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(steps=0), "steps"), (dict(steps="a"), "steps"), (dict(steps=1.5), "steps"),
+    (dict(steps=True), "steps"), (dict(impls=5), "impls"), (dict(dtypes=5), "dtypes"),
+    (dict(dtypes=[]), "dtypes"), (dict(cases=[]), "cases"), (dict(cases=5), "cases"),
+    (dict(cases=[1]), r"cases\[0\]"), (dict(cases=[("label", "net", [], [], [])]), "cases"),
+])
+def test_validate_refuses_bad_arguments_naming_them(kwargs, name):
+    # found by the fuzz suite: TypeErrors, or an empty table for nothing to validate
+    with pytest.raises(ValueError, match=name):
+        agreement.validate(impls=kwargs.pop("impls", ["numpy"]), **kwargs)
+
+
+def test_validate_names_the_case_whose_data_is_bad():
+    label, net, params, X, y = agreement.make_case((3, 2), "relu", "mse", 2, "float64", 0)
+    for case, name in (((label, net, params, X[:, :2], y), r"cases\[1\] X"),
+                       ((label, net, params, X, y[:, :1]), r"cases\[1\] y"),
+                       ((label, net, params[:0], X, y), r"cases\[1\] params")):
+        good = (label, net, params, X, y)
+        with pytest.raises(ValueError, match=name):
+            agreement.validate(impls=["numpy"], cases=[good, case])
+    # 1e39 fits a float64 case, not its float32 run: refused before any work
+    X_big = X.copy()
+    X_big[0, 0] = 1e39
+    with pytest.raises(ValueError, match=r"cases\[0\] X"):
+        agreement.validate(impls=["numpy"], dtypes=("float64", "float32"),
+                           cases=[(label, net, params, X_big, y)])
 
 
 def test_validate_runs_given_cases_in_every_dtype():

@@ -130,6 +130,7 @@ def test_bad_lr_names_lr(impl, lr):
         model.run_epoch(batch.X, batch.y, np.arange(5), 2, lr)
 
 
+@pytest.mark.sim_slow  # 4 steps (the fuzz suite steps cuda with every lr type)
 def test_lr_may_be_any_positive_real(impl):
     model = impl(CE, CE.init(0))
     for lr in (1, np.float32(0.1), np.int64(1), np.array(0.5)):
@@ -206,6 +207,7 @@ def _assert_unchanged(params, X, y, snap):
     np.testing.assert_array_equal(y, snap[2])
 
 
+@pytest.mark.sim_slow  # about 16 steps per net (the fuzz suite checks this for cuda)
 @pytest.mark.parametrize("net", [CE, MSE, MSE.with_dtype("float32")], ids=str)
 def test_callers_arrays_are_never_modified(impl, net):
     # float64 arrays in the net's own dtype are the risky case: no conversion copy happens
@@ -234,10 +236,27 @@ def test_model_does_not_alias_callers_or_returned_arrays(impl):
     assert not (got[0][0] == 7.0).any()
     got[0][0][...] = 9.0              # caller edits the returned copy
     assert not (model.params()[0][0] == 9.0).any()
+
+
+def test_results_are_the_callers_to_keep(impl):
+    """Gradients, outputs and parameters handed back are not the model's buffers: later calls
+    (another batch, a step) leave the first results exactly as they were."""
+    model = impl(CE, CE.init(0))
     _, grads = model.loss_and_grads(X_OK, Y_CE)
-    grads[0][0][...] = 5.0            # returned gradients are the caller's to keep
-    _, again = model.loss_and_grads(X_OK, Y_CE)
-    assert not (again[0][0] == 5.0).all()
+    out = model.forward(X_OK)
+    params = model.params()
+    kept = [a.copy() for pair in grads + params for a in pair] + [out.copy()]
+    X2, y2 = X_OK[::-1] * 3 - 1, 1 - Y_CE  # another batch: other gradients, other outputs
+    _, grads2 = model.loss_and_grads(X2, y2)
+    out2 = model.forward(X2)
+    model.step(X2, y2, 0.5)
+    for first, copy in zip([a for pair in grads + params for a in pair] + [out], kept,
+                           strict=True):
+        np.testing.assert_array_equal(first, copy)
+    # the second results differ from the first, so a shared buffer would have shown
+    for (dW, db), (dW2, db2) in zip(grads, grads2, strict=True):
+        assert not np.array_equal(dW, dW2) and not np.array_equal(db, db2)
+    assert not np.array_equal(out[:, 0], out2[:, 0])
 
 
 def test_values_beyond_float32_range_are_refused_cleanly(impl, recwarn):
@@ -304,6 +323,7 @@ def test_run_epoch_checks_X_and_y_like_step(impl, X, y, name):
         np.testing.assert_array_equal(b, b0)
 
 
+@pytest.mark.sim_slow  # 12 steps
 def test_run_epoch_accepts_any_integer_permutation(impl):
     # int32, uint8, a list and a reversed view are all permutations of the rows
     model = impl(CE, CE.init(0))
@@ -335,3 +355,66 @@ def test_step_prepared_refuses_a_bad_lr_before_changing_the_model(impl, lr):
 def test_network_arguments_are_checked_even_when_unused(kwargs, name):
     with pytest.raises(ValueError, match=name):
         bpbench.Network(**kwargs)
+
+
+# ---------------------------------------------------------------- found by the fuzz suite
+
+@pytest.mark.parametrize("spelling", [">f8", np.dtype(">f4"), "double"])
+def test_any_spelling_of_the_dtype_is_the_native_one(impl, spelling):
+    # a big-endian dtype is still float32/float64: the net stores the native one (it used to
+    # keep '>f8', which numpy's out= buffers refused and Numba could not type)
+    net = bpbench.Network((3, 4, 2), dtype=spelling)
+    assert net.dtype.isnative and net.dtype.name in ("float32", "float64")
+    assert net == bpbench.Network((3, 4, 2), dtype=net.dtype.name)
+    model = impl(net, net.init(0))
+    assert np.isfinite(model.step(X_OK, Y_CE, 0.1))
+    assert all(W.dtype.isnative and b.dtype.isnative for W, b in model.params())
+
+
+def test_python_ints_beyond_float_range_are_refused_naming_the_argument(impl):
+    # finite as Python ints, no float can hold them: a ValueError, not an OverflowError
+    huge = 10**400
+    model = impl(MSE, MSE.init(0))
+    X = X_OK.tolist()
+    X[1][2] = huge
+    with pytest.raises(ValueError, match=r"\bX\b"):
+        model.forward(X)
+    y = Y_MSE.tolist()
+    y[0][1] = -huge
+    with pytest.raises(ValueError, match=r"\by\b"):
+        model.loss_and_grads(X_OK, y)
+    for lr in (huge, -huge):
+        with pytest.raises(ValueError, match=r"\blr\b"):
+            model.step(X_OK, Y_MSE, lr)
+    (W0, b0), (W1, b1) = MSE.init(0)
+    W1 = W1.tolist()
+    W1[0][0] = huge
+    with pytest.raises(ValueError, match=r"params\[1\] W"):
+        impl(MSE, [(W0, b0), (W1, b1)])
+    for name in ("target_loss", "tol"):
+        with pytest.raises(ValueError, match=name):
+            bpbench.train(model, X_OK, Y_MSE, epochs=1, **{name: huge})
+
+
+def test_read_only_and_unaligned_inputs_are_accepted_and_copied_once(impl):
+    # a broadcast view (read-only, zero strides) and an unaligned array: valid input, handed
+    # to the implementation as a clean (C-contiguous, aligned, writeable) copy
+    model = impl(CE, CE.init(0))
+    X = np.broadcast_to(X_OK[:1], X_OK.shape)
+    raw = np.zeros(X_OK.nbytes + 1, np.uint8)
+    unaligned = raw[1:].view(np.float64).reshape(X_OK.shape)
+    unaligned[...] = X_OK
+    assert not X.flags.writeable and not unaligned.flags.aligned
+    for data in (X, unaligned):
+        batch = model.prepare(data, Y_CE)
+        flags = batch.X.flags
+        assert flags.c_contiguous and flags.aligned and flags.writeable
+        np.testing.assert_array_equal(batch.X, data)
+    reference = impl(CE, CE.init(0))
+    np.testing.assert_array_equal(model.forward(unaligned), reference.forward(X_OK))
+
+
+@pytest.mark.parametrize("sizes", [np.array(5), np.array([[3, 2]])], ids=["0-d", "2-D"])
+def test_sizes_must_be_one_dimensional(sizes):
+    with pytest.raises(ValueError, match="sizes"):
+        bpbench.Network(sizes)

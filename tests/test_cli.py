@@ -1,8 +1,11 @@
 """The command line: exit codes, one-line errors, and the commands' output."""
 
 import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from bpbench import cli, registry
 from bpbench.impls.numpy_vectorised import NumpyImplementation
@@ -75,13 +78,44 @@ def test_validate_passes_for_numpy_and_fails_for_a_broken_implementation(monkeyp
                                           strict=True)]
 
     monkeypatch.setitem(registry.BUILTINS, "wrong_sigmoid", ("tests.test_cli:_unused", None))
-    monkeypatch.setattr(registry, "_cache", {"wrong_sigmoid": (WrongSigmoid, None)})
+    monkeypatch.setattr(registry, "_cache", {"wrong_sigmoid": (WrongSigmoid, None, False)})
     argv = ["validate", "--impls", "wrong_sigmoid", "--dtypes", "float64"]
     assert cli.main(argv) == cli.EXIT_DISAGREE
     out = capsys.readouterr().out
     assert "disagree" in out and "wrong_sigmoid" in out
 
 
+def console_script():
+    """The installed ``bpbench`` command next to this Python (pip puts it there), or None."""
+    folder = os.path.dirname(sys.executable)
+    return shutil.which("bpbench", path=folder) or shutil.which("bpbench.exe", path=folder)
+
+
 def test_python_dash_m_and_console_script_share_the_parser():
-    result = run_cli("--version")
-    assert result.returncode == 0 and result.stdout.startswith("bpbench ")
+    script = console_script()
+    if script is None:
+        message = f"no bpbench console script next to {sys.executable}: pip install -e ."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+         os.environ.get("PYTHONPATH", "")]))
+    # a version, a usage error (argparse) and a one-line error from main (bpbench's handler)
+    results = {}
+    for args in (["--version"], ["train", "--lr", "-1"], ["validate", "--impls", "nope"]):
+        by_module = run_cli(*args)
+        by_script = subprocess.run([script, *args], capture_output=True, text=True, env=env,
+                                   timeout=300)
+        assert by_script.returncode == by_module.returncode, (args, by_script.stderr)
+        assert by_script.stdout == by_module.stdout, args
+        # the program name in usage errors differs (python -m shows __main__.py): compare the rest
+        assert (by_script.stderr.split(": error:")[-1]
+                == by_module.stderr.split(": error:")[-1]), args
+        results[args[0]] = by_script
+    assert results["--version"].returncode == 0
+    assert results["--version"].stdout.startswith("bpbench ")
+    assert results["train"].returncode == 2 and "--lr" in results["train"].stderr
+    assert results["validate"].returncode == cli.EXIT_ERROR
+    assert results["validate"].stderr.startswith("bpbench: error:")
+    assert "nope" in results["validate"].stderr

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import bpbench
@@ -130,7 +131,17 @@ def test_single_candidate_needs_no_race(monkeypatch):
     ((NET, 8, ["numpy", "no_such"]), "candidates"),
     ((NET, 8, "numpy"), "candidates"),
     ((NET, 8, []), "candidates"),
+    ((NET, 8, [["numpy"]]), "candidates"),   # unhashable (the fuzz suite found a TypeError)
+    ((NET, 8, 5), "candidates"),             # not iterable
 ])
 def test_bad_arguments_are_value_errors_naming_the_argument(args, word):
     with pytest.raises(ValueError, match=word):
         bpbench.fastest(*args)
+
+
+def test_a_remembered_answer_does_not_skip_the_checks():
+    # 2.0 == 2 as a dict key: a float batch size must not hit the memo of batch size 2
+    assert bpbench.fastest(NET, 2, candidates=["numpy"]).name == "numpy"
+    for batch_size in (2.0, np.float64(2)):
+        with pytest.raises(ValueError, match="batch_size"):
+            bpbench.fastest(NET, batch_size, candidates=["numpy"])

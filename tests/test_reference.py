@@ -174,9 +174,11 @@ def test_init_draws_layer_by_layer_from_default_rng():
     rng = np.random.default_rng(11)
     want0 = rng.uniform(-math.sqrt(6 / 5), math.sqrt(6 / 5), (5, 8))
     want1 = rng.uniform(-math.sqrt(6 / 8), math.sqrt(6 / 8), (8, 3))
-    (W0, _), (W1, _) = net.init(seed=11)
+    (W0, b0), (W1, b1) = net.init(seed=11)
     np.testing.assert_array_equal(W0, want0)
     np.testing.assert_array_equal(W1, want1)
+    np.testing.assert_array_equal(b0, np.zeros(8))  # zero biases, the contract says
+    np.testing.assert_array_equal(b1, np.zeros(3))
 
 
 @pytest.mark.parametrize("activation, scheme", [("relu", "he"), ("tanh", "glorot"),

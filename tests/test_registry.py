@@ -114,3 +114,24 @@ def test_missing_dependency_reason_names_the_package(monkeypatch):
     monkeypatch.setattr(registry, "_cache", {})
     reason = bpbench.implementations()["ghost"]["reason"]
     assert "impls.ghost_module" in reason
+
+
+def test_an_implementation_that_fails_to_load_is_listed_as_broken(tmp_path, monkeypatch):
+    """A module that raises on import (not only ImportError) must not break listing; the
+    registry says the implementation itself is broken, which the test fixtures turn into a
+    failure on CI (tests/conftest.py), and a missing dependency is not 'broken'."""
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('bug at import')\n")
+    (tmp_path / "imports_missing.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.BUILTINS, "raiser", ("raises_on_import:Impl", None))
+    monkeypatch.setitem(registry.BUILTINS, "missing_dep",
+                        ("imports_missing:Impl", "some-package"))
+    monkeypatch.setattr(registry, "_cache", {})
+    table = bpbench.implementations()
+    assert not table["raiser"]["available"] and table["raiser"]["broken"]
+    assert "RuntimeError" in table["raiser"]["reason"]
+    assert not table["missing_dep"]["available"] and not table["missing_dep"]["broken"]
+    assert "pip install some-package" in table["missing_dep"]["reason"]
+    assert all(not info["broken"] for name, info in table.items() if name in BUILTIN)
+    with pytest.raises(bpbench.UnavailableError, match="bug at import"):
+        bpbench.get("raiser")

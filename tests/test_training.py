@@ -17,6 +17,7 @@ def accuracy(model, X, y):
 # ---------------------------------------------------------------- it learns
 
 @pytest.mark.slow  # about 650 steps; a second with numpy, more for threads on a loaded machine
+@pytest.mark.sim_slow
 def test_two_spirals_above_95_percent(fast_impl):
     X, y = datasets.two_spirals(200, seed=0)
     X_test, y_test = datasets.two_spirals(1000, seed=1)
@@ -29,6 +30,7 @@ def test_two_spirals_above_95_percent(fast_impl):
     assert accuracy(model, X_test, y_test) > 0.95  # held out: it learnt spirals, not points
 
 
+@pytest.mark.sim_slow
 def test_sine_regression_below_0_01_mse(fast_impl):
     X, Y = datasets.sine_regression(200, seed=0)
     X_test, Y_test = datasets.sine_regression(1000, seed=1)
@@ -40,6 +42,7 @@ def test_sine_regression_below_0_01_mse(fast_impl):
     assert float(np.mean((model.forward(X_test) - Y_test) ** 2)) < 0.01
 
 
+@pytest.mark.sim_slow  # 180 steps
 def test_every_impl_separates_blobs(impl):
     """The small task (the pure-Python implementation takes it in a fraction of a second)."""
     X, y = datasets.blobs(90, seed=0)
@@ -70,6 +73,7 @@ def reference_train(net, params, X, y, lr, epochs, batch_size, seed):
     return history, params
 
 
+@pytest.mark.sim_slow  # 40 steps
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_history_and_params_match_the_reference_loop_epoch_by_epoch(impl, dtype, loss):
     net = bpbench.Network((3, 7, 4, 2), activation=("tanh", "relu"), loss=loss, dtype=dtype)
@@ -94,6 +98,7 @@ def test_history_and_params_match_the_reference_loop_epoch_by_epoch(impl, dtype,
     assert relative_error(other, history) > 1e-6
 
 
+@pytest.mark.sim_slow  # 30 steps
 def test_two_implementations_train_alike(impl):
     other = bpbench.get("numpy" if impl.name != "numpy" else "naive")
     X, y = datasets.blobs(40, seed=3)
@@ -105,6 +110,7 @@ def test_two_implementations_train_alike(impl):
         assert relative_error(la, lb) <= 1e-10 * (epoch + 1) * 6  # 6 steps per epoch
 
 
+@pytest.mark.sim_slow  # 10 steps (tests/cuda_sim_checks.py sgd_f64 runs an epoch)
 def test_run_epoch_matches_a_loop_of_steps(impl, dtype):
     net = bpbench.Network((4, 9, 3), activation="sigmoid", loss="cross_entropy", dtype=dtype)
     rng = np.random.default_rng(4)
@@ -160,6 +166,7 @@ def test_callback_sees_every_epoch_and_can_stop():
     assert history.stop_reason == "callback"
 
 
+@pytest.mark.sim_slow  # 5 steps (the fuzz suite diverges cuda on extreme values)
 def test_huge_lr_diverges_with_a_clear_error(impl):
     X, Y = datasets.sine_regression(40, seed=0)
     net = bpbench.Network((1, 8, 1), activation="relu", loss="mse")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import os
 from importlib import metadata
 
@@ -144,19 +145,21 @@ def _check_args(net, batch_size, candidates):
         if isinstance(candidates, str) or not hasattr(candidates, "__iter__"):
             raise ValueError(
                 f"candidates must be a list of implementation names, got {candidates!r}")
-        names = list(dict.fromkeys(candidates))
+        names = list(candidates)
         peer_names = [n for n in names if isinstance(n, str) and n in peers.PEERS]
         if peer_names:
             # fastest answers with a class that honours the contract (Impl(net, params),
             # validated step/forward/...); a peer does not, so it can only be compared
+            listed = ",".join(dict.fromkeys(n for n in names if isinstance(n, str)))
             raise ValueError(
                 f"candidates: {', '.join(map(repr, peer_names))} "
                 f"{'is a peer' if len(peer_names) == 1 else 'are peers'} (another framework "
                 "timed beside bpbench), not an implementation fastest can return; compare "
-                f"them with `bpbench compare --impls {','.join(names)}` or "
+                f"them with `bpbench compare --impls {listed}` or "
                 "bpbench.bench.selection.race(net, batch_size, names); "
                 f"implementations: {', '.join(known)}")
         bad = [n for n in names if not isinstance(n, str) or n not in known]
+        names = list(dict.fromkeys(n for n in names if n not in bad))  # bad may be unhashable
         if bad or not names:
             raise ValueError(f"candidates: unknown {', '.join(map(repr, bad)) or 'empty list'}; "
                              f"known: {', '.join(known)}")
@@ -169,7 +172,11 @@ def _check_args(net, batch_size, candidates):
 
 def _memo_key(net, batch_size, candidates):
     """The in-process memo's key, or None when the arguments cannot be one (checked later)."""
-    if not isinstance(net, Network) or isinstance(batch_size, bool):
+    # only arguments that pass the checks may hit the memo: 2.0 == 2 as a dict key, but a
+    # float batch size is refused
+    if (not isinstance(net, Network) or isinstance(batch_size, bool)
+            or not isinstance(batch_size, numbers.Integral)
+            or not (candidates is None or isinstance(candidates, list))):
         return None
     key = (net, batch_size, None if candidates is None else tuple(candidates))
     try:
