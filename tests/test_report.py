@@ -199,3 +199,67 @@ def test_two_machines_are_never_one_column_but_a_column_each(tmp_path):
     assert header in text
     assert "| numpy | 1 | 1 | 2 ms | 1 ms |" in text
     assert "**amd-epyc-f25m17-2cpu**" in (tmp_path / "s.md").read_text()
+
+
+def write_compare(root, machine="box"):
+    """A compare.csv with hand-picked medians: numba wins at batch 1, numpy at batch 64."""
+    import pandas as pd
+
+    (root / machine).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for impl, b1, b64 in [("numpy", 3e-5, 1e-4), ("numba", 1e-5, 2e-4)]:
+        for batch, median in [(1, b1), (64, b64)]:
+            rows.append({"impl": impl, "depth": 2, "batch": batch, "width": 256,
+                         "dtype": "float32", "median_s": median, "status": "ok",
+                         "commit": "c" * 40, "threads": 2, "command": "bpbench compare"})
+    rows.append({**rows[0], "depth": 1, "median_s": 9.0})  # another depth: not in the block
+    pd.DataFrame(rows).to_csv(root / machine / "compare.csv", index=False)
+
+
+def test_readme_block_is_the_depth_two_grid_with_its_provenance(tmp_path):
+    write_compare(tmp_path)
+    text = "\n".join(report.readme_block(str(tmp_path)))
+    assert "**box**, commit `cccccccccc`, 2 threads, `bpbench compare`" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    assert lines[0] == "| batch | numpy | numba | fastest |"
+    assert lines[2:] == ["| 1 | 30 µs | 10 µs | **numba** |",
+                         "| 64 | 100 µs | 200 µs | **numpy** |"]
+    assert "9.0" not in text and "9 s" not in text
+    assert report.readme_block(str(tmp_path / "none")) == []
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# top\n\n{report.README_BEGIN}\nold figures\n{report.README_END}\n"
+                      "\n## after\n")
+    assert report.update_readme(str(readme), ["new figures"]) is True
+    assert readme.read_text() == (f"# top\n\n{report.README_BEGIN}\nnew figures\n"
+                                  f"{report.README_END}\n\n## after\n")
+    assert report.update_readme(str(readme), ["new figures"]) is False  # idempotent
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="BARE.md"):
+        report.update_readme(str(bare), ["x"])
+    assert bare.read_text() == "# no markers\n"
+
+
+def test_goals_table_shows_each_peer_ratio_with_its_round_range():
+    import pandas as pd
+
+    frame = pd.DataFrame([
+        {"dtype": "float32", "width": 256, "depth": 1, "batch": 1, "best_s": 1e-5,
+         "best": "numba", "x_torch": 6.0, "x_torch_low": 5.5, "x_torch_high": 6.5,
+         "x_jax": 2.0, "x_jax_low": 1.9, "x_jax_high": 2.1, "x_floor": 1.5,
+         "x_roofline": 3.0, "verdict_torch": "miss (6.0x < 10x)", "verdict_peers": "ok"},
+        {"dtype": "float32", "width": 256, "depth": 1, "batch": 16, "best_s": math.nan,
+         "best": "", "x_torch": math.nan, "x_torch_low": math.nan, "x_torch_high": math.nan,
+         "x_jax": math.nan, "x_jax_low": math.nan, "x_jax_high": math.nan,
+         "x_floor": math.nan, "x_roofline": math.nan, "verdict_torch": "not timed",
+         "verdict_peers": "not timed"}])
+    lines = report.goals_table(frame).splitlines()
+    head = [c.strip() for c in lines[0].split("|")[1:-1]]
+    assert head[5:7] == ["x torch", "x jax"]
+    cells = [c.strip() for c in lines[2].split("|")[1:-1]]
+    assert cells[5:7] == ["6.00 (5.50-6.50)", "2.00 (1.90-2.10)"]
+    assert cells[4].endswith("(numba)") and cells[9] == "miss (6.0x < 10x)"
+    assert "not timed" in lines[3]
