@@ -119,29 +119,49 @@ def test_a_small_batch_after_a_large_one_reuses_the_workspace(numba_impl):
     assert all(_rel(g[0], r[0]) <= 1e-10 for g, r in zip(grads, ref_grads, strict=True))
 
 
+#: thread counts compared: one, the usual two, an odd count and more threads than any test
+#: machine has cores (the kernel then runs some threads' shares one after another)
+THREAD_COUNTS = (1, 2, 3, 7)
+
+
 def test_thread_count_does_not_change_results():
-    """numba_parallel honours numba.set_num_threads and stays deterministic across counts."""
+    """numba_parallel gives bit-identical losses and parameters for every thread count, on both
+    product paths, with phases cut into several chunks (so chunk reductions are exercised)."""
     numba = pytest.importorskip("numba")
     cls = require("numba_parallel")
     from bpbench.impls import _numba_kernels as K
-    assert K.PARALLEL.affine.targetoptions.get("parallel") is True
-    assert not K.SERIAL.affine.targetoptions.get("parallel")
-    net = bpbench.Network((16, 24, 24, 4), activation="sigmoid", dtype="float32")
-    X, y = _data(net, 40)
+
+    net = bpbench.Network((150, 140, 130, 5), activation=("sigmoid", "relu"), dtype="float32")
+    # several chunks per phase on both paths, or the comparison would not test a reduction
+    assert K._n_chunks.py_func(130, K.HAND_ROWS_MIN, K.MAX_CHUNKS) >= 2
+    assert K._row_tiles.py_func(80, K.MAX_CHUNKS) >= 2
+    assert K._n_chunks.py_func(130, K.TILE_COLS_MIN, K.MAX_CHUNKS) >= 2
+    X, y = _data(net, 80)
+    runs = []
+    for threads in THREAD_COUNTS:
+        model = cls(net, net.init(0))
+        model.threads = threads
+        losses = [model.step(X[:b], y[:b], 0.1) for b in (3, 80)]  # hand loops, BLAS
+        losses += list(model.run_epoch(X, y, np.arange(80)[::-1], 32, 0.1))
+        runs.append((threads, losses, model.params()))
+    # and Numba's own setting: one thread against the default count
     before = numba.get_num_threads()
-    results = []
     try:
         for threads in sorted({1, before}):
             numba.set_num_threads(threads)
             model = cls(net, net.init(0))
-            losses = [model.step(X[:b], y[:b], 0.1) for b in (2, 40)]  # hand loops, BLAS
-            results.append((losses, model.params()))
+            losses = [model.step(X[:b], y[:b], 0.1) for b in (3, 80)]
+            losses += list(model.run_epoch(X, y, np.arange(80)[::-1], 32, 0.1))
+            runs.append((f"numba.set_num_threads({threads})", losses, model.params()))
     finally:
         numba.set_num_threads(before)
-    for losses, params in results[1:]:
-        assert losses == results[0][0]
-        for (W, _), (W0, _) in zip(params, results[0][1], strict=True):
-            np.testing.assert_array_equal(W, W0)
+    assert len(runs) >= len(THREAD_COUNTS) + 1
+    first_label, first_losses, first_params = runs[0]
+    for label, losses, params in runs[1:]:
+        assert losses == first_losses, (label, first_label)
+        for (W, b), (W0, b0) in zip(params, first_params, strict=True):
+            np.testing.assert_array_equal(W, W0, err_msg=str(label))
+            np.testing.assert_array_equal(b, b0, err_msg=str(label))
 
 
 def test_warm_cache_loads_and_steps_allocate_nothing(numba_impl):
