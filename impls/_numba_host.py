@@ -21,7 +21,7 @@ from . import _numba_kernels as K
 
 #: batches of at least this many rows use BLAS gemm tiles for the matrix products; smaller ones
 #: use the hand loops. Measured with ``python -m bpbench.bench.goals --crossover``.
-BLAS_MIN_ROWS = 8
+BLAS_MIN_ROWS = 2
 
 
 class NumbaBase(Implementation):
@@ -30,8 +30,10 @@ class NumbaBase(Implementation):
     #: the compiled entry point (a staticmethod-wrapped dispatcher), set by subclasses
     _kernel = None
 
-    #: chunks per phase at most (1: every phase runs whole on the calling thread)
-    max_chunks = 1
+    #: chunks per phase at most: where chunks make products faster (OpenBLAS's small-matrix
+    #: kernels), and where they only share work out among threads (1: such phases run whole)
+    max_chunks = K.MAX_CHUNKS
+    max_shares = K.MAX_CHUNKS
 
     #: rows from which products go to BLAS; an instance attribute may override it (tests use
     #: 1 and a large number to exercise both paths)
@@ -79,7 +81,7 @@ class NumbaBase(Implementation):
         L = net.n_layers
         at_sizes, at_codes, _, _, total = K.meta_layout(L, cap)
         meta = np.zeros(total, dtype=np.int64)
-        meta[:3] = (L, self._loss_code, self.max_chunks)
+        meta[:4] = (L, self._loss_code, self.max_chunks, self.max_shares)
         meta[at_sizes:at_sizes + L + 1] = net.sizes
         # one code per layer; the output layer's entry is ignored (it is affine)
         meta[at_codes:at_codes + L] = ([codes.ACTIVATION_CODES[a] for a in net.activations]

@@ -4,7 +4,8 @@ Layout (every call is one compiled function with uniform types):
 
 - ``theta``: every parameter in one flat 1-D array of the net's dtype, layer by layer
   ``W_0 (n_0*n_1, row-major), b_0 (n_1), W_1, b_1, ...``; ``grads`` has the same layout.
-- ``meta``: int64, ``[L, loss code, max chunks, sizes (L+1), codes (L), sync, labels]`` (see
+- ``meta``: int64, ``[L, loss code, max chunks, max shares, sizes (L+1), codes (L), sync,
+  labels]`` (see
   :func:`meta_layout`); activation codes are data, not types, so every activation combination
   shares one compiled specialisation per dtype. ``sync`` holds the phase counters of
   :mod:`bpbench.impls._numba_sync`; ``labels`` the gathered class indices of an epoch's batch.
@@ -83,10 +84,24 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 #: hand-loop chunks: at least this many rows of W each (fewer chunks for narrow layers)
 HAND_ROWS_MIN = np.int64(64)
-#: BLAS tiles: batch rows per tile at least / at most, columns of W per tile at least
-TILE_ROWS_MIN, TILE_ROWS_MAX, TILE_COLS_MIN = np.int64(32), np.int64(256), np.int64(64)
-#: chunks per phase at most (numba_parallel); numba passes 1
-MAX_CHUNKS = 16
+#: OpenBLAS runs a product of at most this many multiply-adds (m*n*k) with its small-matrix
+#: kernels (no packing): ~50 GMAC/s on one core of this machine at few rows, against 10-40 for
+#: the packed path (``docs/numba.md``). Backward products are cut into tiles that stay below it.
+SMALL_PRODUCT = np.int64(1_000_000)
+#: forward tiles of W's columns: TILE_BYTES wide (OpenBLAS's small kernels run a tile whose width
+#: is not a multiple of 64 floats 3-8x slower), twice that once products are large anyway
+TILE_BYTES = np.int64(256)
+#: backward tiles of W's rows: at most TILE_SPLIT rows while products are small (several chunks
+#: to share out), TILE_LARGE rows once they are large anyway
+TILE_SPLIT, TILE_LARGE = np.int64(64), np.int64(128)
+#: tiles of batch rows (loss, gather): at least this many rows
+TILE_ROWS_MIN = np.int64(32)
+#: below this many rows the input gradient is computed transposed, dH^T = W dZ^T (OpenBLAS runs
+#: dZ W^T 2-4x slower at 6-64 rows); from it on as dZ W^T (equally fast there, and no
+#: transposed copies of the deltas to keep)
+TRANSPOSED_BELOW = np.int64(64)
+#: chunks per phase at most
+MAX_CHUNKS = 64
 assert MAX_CHUNKS <= sync.MAX_CHUNKS
 
 #: compiled functions; every one is called with one signature only (compile time: a constant
@@ -94,6 +109,10 @@ assert MAX_CHUNKS <= sync.MAX_CHUNKS
 #: numpy scalars such as :data:`_NO`, never a bare ``0`` or ``True``)
 _k = njit(fastmath=FASTMATH, nogil=True)
 _NO, _YES = np.bool_(False), np.bool_(True)
+#: where the layer widths start in ``meta``, after [L, loss code, max chunks, max shares]: chunks
+#: that make products faster (small OpenBLAS products) are capped by the first, chunks that only
+#: share work out among threads (hand loops, large products, rows of the loss) by the second
+_S = 4
 _ZERO, _ONE, _TWO = np.int64(0), np.int64(1), np.int64(2)
 #: the activation code argument of the output layer (affine: no activation)
 _OUTPUT = np.int64(-1)
@@ -102,7 +121,7 @@ _OUTPUT = np.int64(-1)
 # ---------------------------------------------------------------------- layout
 def meta_layout(n_layers, cap):
     """Offsets in ``meta``: (sizes, codes, sync, labels, total length) for L layers, cap rows."""
-    sizes = 3
+    sizes = _S
     codes = sizes + n_layers + 1
     sync_at = codes + n_layers
     labels = sync_at + max_phases.py_func(n_layers) * sync.SLOTS
@@ -110,11 +129,11 @@ def meta_layout(n_layers, cap):
 
 
 def ws_size(sizes, cap, blas_min):
-    """Elements of the workspace for batches of up to ``cap`` rows (host side)."""
+    """Elements of the workspace for batches of up to ``cap`` rows (host side): activations,
+    deltas and transposed deltas (two each), mse targets, partial products (few rows only)."""
     nmax = max(sizes)
     few = min(cap, max(blas_min - 1, 0))
-    return (cap * (sum(sizes) + 2 * nmax + sizes[-1])
-            + 2 * MAX_CHUNKS * few * nmax)
+    return cap * (sum(sizes) + 4 * nmax + sizes[-1]) + 2 * MAX_CHUNKS * few * nmax
 
 
 def param_offsets(sizes):
@@ -132,16 +151,16 @@ def act_offset(sizes, batch_size, layer):
 
 @_k
 def max_phases(L):
-    """Phase counters a batch needs: the longest program (many rows: L forward, L-1 input
-    gradient, L update phases; few rows: L forward, 1 loss, L backward), then the gather's."""
-    return 3 * L + 2
+    """Phase counters a batch needs: a program's (L forward, 1 loss, L backward), then the
+    gather's."""
+    return 2 * L + 2
 
 
 @_k
 def _n_max(meta, L):
     m = 0
     for k in range(L + 1):
-        m = max(m, meta[3 + k])
+        m = max(m, meta[_S + k])
     return m
 
 
@@ -150,8 +169,8 @@ def _weights(theta, meta, layer):
     """(W (n_in, n_out), b (n_out,)) views of layer ``layer`` in a flat parameter array."""
     o = 0
     for k in range(layer):
-        o += meta[3 + k] * meta[4 + k] + meta[4 + k]
-    n_in, n_out = meta[3 + layer], meta[4 + layer]
+        o += meta[_S + k] * meta[_S + 1 + k] + meta[_S + 1 + k]
+    n_in, n_out = meta[_S + layer], meta[_S + 1 + layer]
     W = theta[o:o + n_in * n_out].reshape((n_in, n_out))
     b = theta[o + n_in * n_out:o + n_in * n_out + n_out]
     return W, b
@@ -162,28 +181,55 @@ def _act(ws, meta, B, layer):
     """(B, sizes[layer]) view of layer ``layer``'s values in the workspace."""
     o = 0
     for k in range(layer):
-        o += B * meta[3 + k]
-    return ws[o:o + B * meta[3 + layer]].reshape((B, meta[3 + layer]))
+        o += B * meta[_S + k]
+    return ws[o:o + B * meta[_S + layer]].reshape((B, meta[_S + layer]))
 
 
 @_k
-def _tail(ws, meta, L, B, which, width):
-    """(B, width) view of tail buffer ``which``: 0, 1 the delta buffers, 2 the mse targets."""
-    o = 0
-    for k in range(L + 1):
-        o += B * meta[3 + k]
-    o += which * B * _n_max(meta, L)
+def _tail_start(meta, L, B):
+    """Where the buffers after the activations start in the workspace."""
+    return B * _sum_sizes(meta, L + 1)
+
+
+@_k
+def _delta_at(meta, L, B, k):
+    """Start of delta buffer k (0 or 1): (B, n) row-major, n <= n_max."""
+    return _tail_start(meta, L, B) + k * B * _n_max(meta, L)
+
+
+@_k
+def _delta_t_at(meta, L, B, k):
+    """Start of transposed delta buffer k (0 or 1): (n, B) row-major, n <= n_max."""
+    nmax = _n_max(meta, L)
+    return _tail_start(meta, L, B) + 2 * B * nmax + B * meta[_S + L] + k * B * nmax
+
+
+@_k
+def _delta(ws, meta, L, B, k, width):
+    """(B, width) view of delta buffer k."""
+    o = _delta_at(meta, L, B, k)
     return ws[o:o + B * width].reshape((B, width))
+
+
+@_k
+def _delta_t(ws, meta, L, B, k, width):
+    """(width, B) view of transposed delta buffer k."""
+    o = _delta_t_at(meta, L, B, k)
+    return ws[o:o + width * B].reshape((width, B))
+
+
+@_k
+def _targets(ws, meta, L, B):
+    """(B, K) view of the gathered mse targets."""
+    o = _tail_start(meta, L, B) + 2 * B * _n_max(meta, L)
+    return ws[o:o + B * meta[_S + L]].reshape((B, meta[_S + L]))
 
 
 @_k
 def _partials(ws, meta, L, B, which):
     """(MAX_CHUNKS, B, n_max) view of partial-product buffer ``which`` (0 or 1)."""
     nmax = _n_max(meta, L)
-    o = 0
-    for k in range(L + 1):
-        o += B * meta[3 + k]
-    o += 2 * B * nmax + B * meta[3 + L] + which * MAX_CHUNKS * B * nmax
+    o = _tail_start(meta, L, B) + 4 * B * nmax + B * meta[_S + L] + which * MAX_CHUNKS * B * nmax
     return ws[o:o + MAX_CHUNKS * B * nmax].reshape((MAX_CHUNKS, B, nmax))
 
 
@@ -220,46 +266,6 @@ def _bias_activate_rows(Z, b, i0, i1, code, activate):
         elif code == SIGMOID:
             for j in range(n):
                 Z[i, j] = one / (one + np.exp(-(Z[i, j] + b[j])))
-        else:
-            raise ValueError("unknown activation code")
-
-
-@_k
-def _activate_rows(Z, i0, i1, code):
-    """Z[i] = f(Z[i]) in place for rows i0..i1 (the bias is already in)."""
-    n = Z.shape[1]
-    zero = Z.dtype.type(0)
-    one = Z.dtype.type(1)
-    for i in range(i0, i1):
-        if code == RELU:
-            for j in range(n):
-                Z[i, j] = max(Z[i, j], zero)
-        elif code == TANH:
-            for j in range(n):
-                Z[i, j] = np.tanh(Z[i, j])
-        elif code == SIGMOID:
-            for j in range(n):
-                Z[i, j] = one / (one + np.exp(-Z[i, j]))
-        else:
-            raise ValueError("unknown activation code")
-
-
-@_k
-def _times_derivative_rows(D, A, i0, i1, code):
-    """D[i] *= f'(z) for rows i0..i1, f' written in terms of the output A = f(z) (relu'(0)=0)."""
-    n = D.shape[1]
-    zero = D.dtype.type(0)
-    one = D.dtype.type(1)
-    for i in range(i0, i1):
-        if code == RELU:
-            for j in range(n):
-                D[i, j] = D[i, j] if A[i, j] > zero else zero
-        elif code == TANH:
-            for j in range(n):
-                D[i, j] *= one - A[i, j] * A[i, j]
-        elif code == SIGMOID:
-            for j in range(n):
-                D[i, j] *= A[i, j] * (one - A[i, j])
         else:
             raise ValueError("unknown activation code")
 
@@ -464,8 +470,8 @@ def _hand_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
     """One batch of few rows on thread t of T (module docstring, "few rows")."""
     L = meta[0]
     loss_code = meta[1]
-    max_chunks = meta[2]
-    s = meta[3 + L + 1 + L:]  # the phase counters
+    max_chunks = meta[3]  # hand-loop chunks only share work out
+    s = meta[_S + L + 1 + L:]  # the phase counters
     phase = _ZERO
     n_parts = _ZERO  # chunks of the previous layer's partial products
     for layer in range(L):
@@ -480,7 +486,7 @@ def _hand_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
             r0, r1 = _split(n_in, n_chunks, c)
             if layer > 0:
                 _, b_in = _weights(theta, meta, layer - 1)
-                _hand_finish_inputs(Pin, n_parts, b_in, H, r0, r1, meta[3 + L + 1 + layer - 1])
+                _hand_finish_inputs(Pin, n_parts, b_in, H, r0, r1, meta[_S + L + 1 + layer - 1])
             _hand_forward(H, W, P, c, r0, r1)
             done(s, phase)
             c, cursor = claim(s, phase, n_chunks, first_chunk(t, T, n_chunks), cursor)
@@ -488,7 +494,7 @@ def _hand_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
         phase += 1
         n_parts = n_chunks
     # the output layer's values, then (unless only the forward pass is asked) the loss
-    K = meta[3 + L]
+    K = meta[_S + L]
     Z = _act(ws, meta, B, L)
     c, cursor = claim(s, phase, _ONE, _ZERO, _ZERO)
     if c >= 0:
@@ -496,7 +502,7 @@ def _hand_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
         _hand_finish_inputs(_partials(ws, meta, L, B, (L - 1) % 2), n_parts, b_out, Z, _ZERO, K,
                             _OUTPUT)
         if mode != MODE_FORWARD:
-            _loss_rows(Z, y_all, Y_all, y0, loss_code, _tail(ws, meta, L, B, L % 2, K), out,
+            _loss_rows(Z, y_all, Y_all, y0, loss_code, _delta(ws, meta, L, B, L % 2, K), out,
                        _ZERO, B, B)
         done(s, phase)
     wait(s, phase, _ONE)
@@ -510,9 +516,9 @@ def _hand_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
         dW, db = _weights(grads, meta, layer)
         n_in, n_out = W.shape
         H = H0 if layer == 0 else _act(ws, meta, B, layer)
-        dZ = _tail(ws, meta, L, B, (layer + 1) % 2, n_out)
-        dH = _tail(ws, meta, L, B, layer % 2, n_in)
-        code_below = meta[3 + L + 1 + max(layer - 1, 0)]
+        dZ = _delta(ws, meta, L, B, (layer + 1) % 2, n_out)
+        dH = _delta(ws, meta, L, B, layer % 2, n_in)
+        code_below = meta[_S + L + 1 + max(layer - 1, 0)]
         n_chunks = _n_chunks(n_in, HAND_ROWS_MIN, max_chunks)
         c, cursor = claim(s, phase, n_chunks, first_chunk(t, T, n_chunks), _ZERO)
         while c >= 0:
@@ -526,59 +532,186 @@ def _hand_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
         phase += 1
 
 
-# ---------------------------------------------------------------------- many rows: BLAS tiles
+# ---------------------------------------------------------------------- BLAS tiles
 @_k
 def _row_tiles(B, max_chunks):
-    """How many tiles of batch rows: B/8 rows each, within TILE_ROWS_MIN..TILE_ROWS_MAX."""
-    rows = min(max(B // 8, TILE_ROWS_MIN), TILE_ROWS_MAX)
-    return _n_chunks(B, rows, max_chunks)
+    """How many tiles of batch rows (the loss and the gather): TILE_ROWS_MIN rows each at least."""
+    return _n_chunks(B, TILE_ROWS_MIN, max_chunks)
+
+
+@_k
+def _row_tiles_of_w(n, B, K, max_chunks, max_large):
+    """How many tiles n rows of W are cut into (near-equal), for products of B batch rows and
+    inner length K: each product small (SMALL_PRODUCT) if it can be, TILE_SPLIT rows at most
+    while products are small (at most max_chunks tiles), TILE_LARGE rows once they are large
+    anyway (at most max_large tiles)."""
+    per = SMALL_PRODUCT // max(B * K, 1)
+    if per >= 16:
+        rows = min(per, TILE_SPLIT)
+        return max(1, min((n + rows - 1) // rows, max_chunks))
+    return max(1, min((n + TILE_LARGE - 1) // TILE_LARGE, max_large))
+
+
+@_k
+def _column_tile_width(n, B, K, itemsize, max_chunks, max_large):
+    """Width of the forward's tiles of W's columns (all but the last): TILE_BYTES wide while
+    products are small (widened to keep at most max_chunks tiles), twice that once they are large
+    anyway (widened to keep at most max_large)."""
+    unit = TILE_BYTES // itemsize
+    small = B * K * unit <= SMALL_PRODUCT
+    width = unit if small else 2 * unit
+    limit = max_chunks if small else max_large
+    while (n + width - 1) // width > limit:
+        width += unit
+    return width
+
+
+@_k
+def _activate_cols(Z, j0, j1, code):
+    """Z[:, j0:j1] = f(Z[:, j0:j1]) in place (the bias is already in)."""
+    B = Z.shape[0]
+    zero = Z.dtype.type(0)
+    one = Z.dtype.type(1)
+    lo, hi = np.uint64(j0), np.uint64(j1)  # unsigned: see _urange
+    for i in range(B):
+        if code == RELU:
+            for j in range(lo, hi):
+                Z[i, j] = max(Z[i, j], zero)
+        elif code == TANH:
+            for j in range(lo, hi):
+                Z[i, j] = np.tanh(Z[i, j])
+        elif code == SIGMOID:
+            for j in range(lo, hi):
+                Z[i, j] = one / (one + np.exp(-Z[i, j]))
+        else:
+            raise ValueError("unknown activation code")
+
+
+@_k
+def _finish_input_grads(Dt, D, A, p0, p1, code):
+    """Rows p0..p1 of the transposed input gradient Dt (n, B): Dt[p] *= f'(A[:, p]) (f' in
+    terms of the output A = f(z), relu'(0) = 0), and the same values into D[:, p] (B, n)."""
+    B = Dt.shape[1]
+    zero = Dt.dtype.type(0)
+    one = Dt.dtype.type(1)
+    for p in range(p0, p1):
+        if code == RELU:
+            for i in range(B):
+                v = Dt[p, i] if A[i, p] > zero else zero
+                Dt[p, i] = v
+                D[i, p] = v
+        elif code == TANH:
+            for i in range(B):
+                v = Dt[p, i] * (one - A[i, p] * A[i, p])
+                Dt[p, i] = v
+                D[i, p] = v
+        elif code == SIGMOID:
+            for i in range(B):
+                v = Dt[p, i] * A[i, p] * (one - A[i, p])
+                Dt[p, i] = v
+                D[i, p] = v
+        else:
+            raise ValueError("unknown activation code")
+
+
+@_k
+def _times_derivative_cols(D, A, j0, j1, code):
+    """D[:, j0:j1] *= f'(z), f' written in terms of the output A = f(z) (relu'(0) = 0)."""
+    B = D.shape[0]
+    zero = D.dtype.type(0)
+    one = D.dtype.type(1)
+    lo, hi = np.uint64(j0), np.uint64(j1)  # unsigned: see _urange
+    for i in range(B):
+        if code == RELU:
+            for j in range(lo, hi):
+                D[i, j] = D[i, j] if A[i, j] > zero else zero
+        elif code == TANH:
+            for j in range(lo, hi):
+                D[i, j] *= one - A[i, j] * A[i, j]
+        elif code == SIGMOID:
+            for j in range(lo, hi):
+                D[i, j] *= A[i, j] * (one - A[i, j])
+        else:
+            raise ValueError("unknown activation code")
+
+
+@_k
+def _transpose_rows(D, Dt, i0, i1):
+    """Dt[:, i] = D[i] for rows i0..i1 (the loss's delta, for the first input-gradient tile)."""
+    for i in range(i0, i1):
+        for j in range(D.shape[1]):
+            Dt[j, i] = D[i, j]
 
 
 @_k
 def _blas_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B, mode):
-    """One batch of many rows on thread t of T (module docstring, "many rows")."""
+    """One batch of two rows or more on thread t of T (module docstring, "BLAS").
+
+    Forward: chunk c of a layer owns columns of W: ``Z[:, cols] = f(H W[:, cols] + b[cols])``.
+    Loss: tiles of batch rows. Backward, with the deltas kept both as dZ (B, n) and transposed
+    as dZ^T (n, B): chunk c owns rows of W: ``dH^T[rows] = W[rows] dZ^T`` then f' (written both
+    ways), then ``W[rows] += -lr H[:, rows]^T dZ`` (W[rows] is no longer needed), and its share
+    of the bias. No chunk needs another's result within a phase. ``W dZ^T`` rather than
+    ``dZ W^T``: OpenBLAS runs the latter 2-4x slower at 6-64 rows (``docs/numba.md``). Without
+    NumPy's cblas (np.dot needs whole contiguous blocks) every phase but the loss is one chunk.
+    """
     L = meta[0]
     loss_code = meta[1]
     max_chunks = meta[2]
-    s = meta[3 + L + 1 + L:]
+    # without NumPy's cblas, np.dot takes whole contiguous blocks only: one chunk per layer
+    small = max_chunks if blas.HAVE_CBLAS else _ONE
+    large = meta[3] if blas.HAVE_CBLAS else _ONE
+    s = meta[_S + L + 1 + L:]
     flat_x = H0.reshape(H0.size)
     phase = _ZERO
-    n_rt = _row_tiles(B, max_chunks)
     for layer in range(L):
         W, b = _weights(theta, meta, layer)
         n_in, n_out = W.shape
-        H = H0 if layer == 0 else _act(ws, meta, B, layer)
         Z = _act(ws, meta, B, layer + 1)
         flat_h = flat_x if layer == 0 else ws
         h_at = 0 if layer == 0 else B * _sum_sizes(meta, layer)
         z_at = B * _sum_sizes(meta, layer + 1)
         w_at = _param_offset(meta, layer)
-        hidden = layer < L - 1
-        c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), _ZERO)
+        code = meta[_S + L + 1 + layer]
+        width = _column_tile_width(n_out, B, n_in, theta.itemsize, small, large)
+        n_ct = (n_out + width - 1) // width
+        c, cursor = claim(s, phase, n_ct, first_chunk(t, T, n_ct), _ZERO)
         while c >= 0:
-            i0, i1 = _split(B, n_rt, c)
+            j0, j1 = c * width, min(n_out, (c + 1) * width)
             if blas.HAVE_CBLAS:  # bias first, then Z += H W (beta 1): no separate bias pass
-                for i in range(i0, i1):
-                    for j in range(n_out):
-                        Z[i, j] = b[j]
-                gemm(_NO, _NO, i1 - i0, n_out, n_in, 1.0, flat_h, h_at + i0 * n_in, n_in,
-                     theta, w_at, n_out, 1.0, ws, z_at + i0 * n_out, n_out)
-                if hidden:
-                    _activate_rows(Z, i0, i1, meta[3 + L + 1 + layer])
+                _fill_bias_cols(Z, b, j0, j1)
+                gemm(_NO, _NO, B, j1 - j0, n_in, 1.0, flat_h, h_at, n_in, theta, w_at + j0,
+                     n_out, 1.0, ws, z_at + j0, n_out)
+                if layer < L - 1:
+                    _activate_cols(Z, j0, j1, code)
             else:
-                gemm(_NO, _NO, i1 - i0, n_out, n_in, 1.0, flat_h, h_at + i0 * n_in, n_in,
-                     theta, w_at, n_out, 0.0, ws, z_at + i0 * n_out, n_out)
-                _bias_activate_rows(Z, b, i0, i1, meta[3 + L + 1 + layer], hidden)
-            if not hidden and mode != MODE_FORWARD:
-                _loss_rows(Z, y_all, Y_all, y0, loss_code, _tail(ws, meta, L, B, L % 2, n_out),
-                           out, i0, i1, B)
+                gemm(_NO, _NO, B, n_out, n_in, 1.0, flat_h, h_at, n_in, theta, w_at, n_out,
+                     0.0, ws, z_at, n_out)
+                _bias_activate_rows(Z, b, _ZERO, B, code, layer < L - 1)
             done(s, phase)
-            c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), cursor)
-        wait(s, phase, n_rt)
+            c, cursor = claim(s, phase, n_ct, first_chunk(t, T, n_ct), cursor)
+        wait(s, phase, n_ct)
         phase += 1
     if mode == MODE_FORWARD:
         return
+    K = meta[_S + L]
+    Z = _act(ws, meta, B, L)
+    delta = _delta(ws, meta, L, B, L % 2, K)
+    delta_t = _delta_t(ws, meta, L, B, L % 2, K)
+    n_rt = _row_tiles(B, meta[3])
+    c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), _ZERO)
+    while c >= 0:
+        i0, i1 = _split(B, n_rt, c)
+        _loss_rows(Z, y_all, Y_all, y0, loss_code, delta, out, i0, i1, B)
+        if B < TRANSPOSED_BELOW:
+            _transpose_rows(delta, delta_t, i0, i1)
+        done(s, phase)
+        c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), cursor)
+    wait(s, phase, n_rt)
+    phase += 1
     lr_t = theta.dtype.type(lr)
+    # dL/dz of layer l+1 sits in delta buffers (l+1) % 2 (both layouts); dH of layer l goes to
+    # l % 2
     for layer in range(L - 1, -1, -1):
         W, b = _weights(theta, meta, layer)
         dW, db = _weights(grads, meta, layer)
@@ -587,42 +720,51 @@ def _blas_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
         flat_h = flat_x if layer == 0 else ws
         h_at = 0 if layer == 0 else B * _sum_sizes(meta, layer)
         w_at = _param_offset(meta, layer)
-        dz_at = _tail_offset(meta, L, B, (layer + 1) % 2)
-        dZ = _tail(ws, meta, L, B, (layer + 1) % 2, n_out)
-        if layer > 0:  # dH = (dZ W^T) f'(H) on tiles of batch rows, before W changes
-            dh_at = _tail_offset(meta, L, B, layer % 2)
-            dH = _tail(ws, meta, L, B, layer % 2, n_in)
-            code_below = meta[3 + L + 1 + layer - 1]
-            c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), _ZERO)
-            while c >= 0:
-                i0, i1 = _split(B, n_rt, c)
-                gemm(_NO, _YES, i1 - i0, n_in, n_out, 1.0, ws, dz_at + i0 * n_out, n_out,
-                     theta, w_at, n_out, 0.0, ws, dh_at + i0 * n_in, n_in)
-                _times_derivative_rows(dH, H, i0, i1, code_below)
-                done(s, phase)
-                c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), cursor)
-            wait(s, phase, n_rt)
-            phase += 1
-        # W[:, cols] += -lr H^T dZ[:, cols] (or dW = H^T dZ) and the bias, on tiles of columns
-        n_ct = _n_chunks(n_out, TILE_COLS_MIN, max_chunks) if blas.HAVE_CBLAS else 1
-        c, cursor = claim(s, phase, n_ct, first_chunk(t, T, n_ct), _ZERO)
+        dz_at = _delta_at(meta, L, B, (layer + 1) % 2)
+        dzt_at = _delta_t_at(meta, L, B, (layer + 1) % 2)
+        dht_at = _delta_t_at(meta, L, B, layer % 2)
+        dh_at = _delta_at(meta, L, B, layer % 2)
+        dZ = _delta(ws, meta, L, B, (layer + 1) % 2, n_out)
+        dH = _delta(ws, meta, L, B, layer % 2, n_in)
+        dHt = _delta_t(ws, meta, L, B, layer % 2, n_in)
+        code_below = meta[_S + L + 1 + max(layer - 1, 0)]
+        n_rt = _row_tiles_of_w(n_in, B, n_out, small, large)
+        c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), _ZERO)
         while c >= 0:
-            j0, j1 = _split(n_out, n_ct, c)
-            if mode == MODE_STEP and blas.HAVE_CBLAS:
-                gemm(_YES, _NO, n_in, j1 - j0, B, -lr, flat_h, h_at, n_in, ws, dz_at + j0,
-                     n_out, 1.0, theta, w_at + j0, n_out)
+            p0, p1 = _split(n_in, n_rt, c)
+            if layer > 0 and B < TRANSPOSED_BELOW:  # dH^T[rows] = W[rows] dZ^T, then f'
+                gemm(_NO, _NO, p1 - p0, B, n_out, 1.0, theta, w_at + p0 * n_out, n_out, ws,
+                     dzt_at, B, 0.0, ws, dht_at + p0 * B, B)
+                _finish_input_grads(dHt, dH, H, p0, p1, code_below)
+            elif layer > 0:  # dH[:, rows] = dZ W[rows]^T, then f' (before W[rows] changes)
+                gemm(_NO, _YES, B, p1 - p0, n_out, 1.0, ws, dz_at, n_out, theta,
+                     w_at + p0 * n_out, n_out, 0.0, ws, dh_at + p0, n_in)
+                _times_derivative_cols(dH, H, p0, p1, code_below)
+            if mode == MODE_STEP and blas.HAVE_CBLAS:  # W[rows] += -lr H[:, rows]^T dZ
+                gemm(_YES, _NO, p1 - p0, n_out, B, -lr, flat_h, h_at + p0, n_in, ws, dz_at,
+                     n_out, 1.0, theta, w_at + p0 * n_out, n_out)
             else:
-                gemm(_YES, _NO, n_in, j1 - j0, B, 1.0, flat_h, h_at, n_in, ws, dz_at + j0,
-                     n_out, 0.0, grads, w_at + j0, n_out)
-                if mode == MODE_STEP:  # the np.dot fallback: one tile, then the update
+                gemm(_YES, _NO, p1 - p0, n_out, B, 1.0, flat_h, h_at + p0, n_in, ws, dz_at,
+                     n_out, 0.0, grads, w_at + p0 * n_out, n_out)
+                if mode == MODE_STEP:  # the np.dot fallback: one chunk, then the update
                     for p in range(n_in):
-                        for j in range(j0, j1):
+                        for j in range(n_out):
                             W[p, j] -= lr_t * dW[p, j]
+            j0, j1 = _split(n_out, n_rt, c)  # the bias: this chunk's share of its entries
             _bias_step(dZ, b, db, j0, j1, lr_t, mode)
             done(s, phase)
-            c, cursor = claim(s, phase, n_ct, first_chunk(t, T, n_ct), cursor)
-        wait(s, phase, n_ct)
+            c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), cursor)
+        wait(s, phase, n_rt)
         phase += 1
+
+
+@_k
+def _fill_bias_cols(Z, b, j0, j1):
+    """Z[:, j0:j1] = b[j0:j1] on every row."""
+    lo, hi = np.uint64(j0), np.uint64(j1)  # unsigned: see _urange
+    for i in range(Z.shape[0]):
+        for j in range(lo, hi):
+            Z[i, j] = b[j]
 
 
 @_k
@@ -630,7 +772,7 @@ def _sum_sizes(meta, layer):
     """sizes[0] + ... + sizes[layer - 1]."""
     o = 0
     for k in range(layer):
-        o += meta[3 + k]
+        o += meta[_S + k]
     return o
 
 
@@ -639,17 +781,10 @@ def _param_offset(meta, layer):
     """Start of layer ``layer``'s W in theta."""
     o = 0
     for k in range(layer):
-        o += meta[3 + k] * meta[4 + k] + meta[4 + k]
+        o += meta[_S + k] * meta[_S + 1 + k] + meta[_S + 1 + k]
     return o
 
 
-@_k
-def _tail_offset(meta, L, B, which):
-    """Start of tail buffer ``which`` (see :func:`_tail`) in the workspace."""
-    return B * _sum_sizes(meta, L + 1) + which * B * _n_max(meta, L)
-
-
-# ---------------------------------------------------------------------- batches
 @_k
 def _worker(t, T, theta, grads, ws, meta, X_all, y_all, Y_all, order, out, lr, B, start,
             mode, blas_min):
@@ -662,8 +797,8 @@ def _worker(t, T, theta, grads, ws, meta, X_all, y_all, Y_all, order, out, lr, B
         ys, Ys, y0 = y_all, Y_all, start
     else:
         H0 = _act(ws, meta, B, _ZERO)
-        Ys = _tail(ws, meta, L, B, _TWO, meta[3 + L])
-        ys = meta[3 + L + 1 + L + max_phases(L) * sync.SLOTS:]
+        Ys = _targets(ws, meta, L, B)
+        ys = meta[_S + L + 1 + L + max_phases(L) * sync.SLOTS:]
         y0 = _ZERO
         _gather(t, T, meta, X_all, y_all, Y_all, order, start, H0, ys, Ys, mode)
     if B >= blas_min:
@@ -678,9 +813,9 @@ def _gather(t, T, meta, X_all, y_all, Y_all, order, start, H0, labels, Yb, mode)
     own on tiles of batch rows, counted in the last phase slot."""
     L = meta[0]
     B = H0.shape[0]
-    s = meta[3 + L + 1 + L:]
+    s = meta[_S + L + 1 + L:]
     phase = max_phases(L) - 1
-    n_tiles = _n_chunks(B, TILE_ROWS_MIN, meta[2])
+    n_tiles = _n_chunks(B, TILE_ROWS_MIN, meta[3])
     c, cursor = claim(s, phase, n_tiles, first_chunk(t, T, n_tiles), _ZERO)
     while c >= 0:
         i0, i1 = _split(B, n_tiles, c)
@@ -706,7 +841,7 @@ def _check_batch(meta, X_all, y_all, order, start, B, mode):
     The public methods validate first; this keeps the kernels bounds-safe whatever their caller
     checked. Serial, before the batch's parallel region (no exception leaves a worker).
     """
-    K = meta[3 + meta[0]]
+    K = meta[_S + meta[0]]
     n_rows = X_all.shape[0]
     cross_entropy = meta[1] == CROSS_ENTROPY and mode != MODE_FORWARD
     for i in range(B):
@@ -727,7 +862,7 @@ def _check_batch(meta, X_all, y_all, order, start, B, mode):
 def _reset(meta):
     """Zero the phase counters before a batch."""
     L = meta[0]
-    at = 3 + L + 1 + L
+    at = _S + L + 1 + L
     for phase in range(max_phases(L)):
         for k in range(at + phase * sync.SLOTS, at + phase * sync.SLOTS + MAX_CHUNKS + 1):
             meta[k] = 0
@@ -764,7 +899,7 @@ def _entry_points(fingerprint):
             _reset(meta)
             _worker(_ZERO, _ONE, theta, grads, ws, meta, X_all, y_all, Y_all, order, out, lr, B,
                     start, mode, blas_min)
-            out[cap + k] = _batch_loss(out, B, meta[3 + meta[0]], meta[1])
+            out[cap + k] = _batch_loss(out, B, meta[_S + meta[0]], meta[1])
             k += 1
 
     def run_parallel(theta, grads, ws, meta, X_all, y_all, Y_all, order, out, lr, batch_size,
@@ -785,7 +920,7 @@ def _entry_points(fingerprint):
                 # the whole program twice
                 _worker(np.int64(t), T, theta, grads, ws, meta, X_all, y_all, Y_all, order, out,
                         lr, B, start, mode, blas_min)
-            out[cap + k] = _batch_loss(out, B, meta[3 + meta[0]], meta[1])
+            out[cap + k] = _batch_loss(out, B, meta[_S + meta[0]], meta[1])
             k += 1
 
     return (njit(cache=True, fastmath=FASTMATH, nogil=True)(run_serial),

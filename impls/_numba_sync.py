@@ -41,7 +41,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 #: counters per phase: the done count, then one claim flag per chunk (so at most SLOTS - 1 chunks)
-SLOTS = 32
+SLOTS = 128
 MAX_CHUNKS = SLOTS - 1
 
 #: busy-wait iterations (each with a CPU pause) before a waiting thread starts yielding its core

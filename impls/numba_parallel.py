@@ -21,4 +21,3 @@ class NumbaParallelImplementation(NumbaBase):
                    "one compiled call")
 
     _kernel = staticmethod(K.run_parallel)
-    max_chunks = K.MAX_CHUNKS

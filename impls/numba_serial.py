@@ -20,4 +20,5 @@ class NumbaImplementation(NumbaBase):
     description = "@njit, one thread: whole step in one compiled call, fused loops or BLAS by shape"
 
     _kernel = staticmethod(K.run_serial)
-    max_chunks = 1
+    # one thread: chunks only where they make OpenBLAS's products faster (small products)
+    max_shares = 1

@@ -105,6 +105,33 @@ def test_both_product_paths_agree_with_the_reference(numba_impl, path, blas_min,
             assert _rel(W, rW) <= BOUND[dtype] and _rel(b, rb) <= BOUND[dtype], (path, loss)
 
 
+@pytest.mark.parametrize("batch", [1, 3, 40])  # hand loops; BLAS with few rows; BLAS tiles
+def test_phases_cut_into_chunks_agree_with_the_reference(numba_impl, batch, dtype):
+    """Layers wide enough that every phase is cut into several chunks (partial products summed
+    across chunks, tiles of W's columns and rows, tiles of batch rows), against the reference."""
+    from bpbench.impls import _numba_kernels as K
+
+    sizes = (150, 140, 130, 7)
+    assert K._n_chunks.py_func(130, K.HAND_ROWS_MIN, K.MAX_CHUNKS) >= 2
+    assert K._row_tiles_of_w.py_func(130, batch, 140, K.MAX_CHUNKS, K.MAX_CHUNKS) >= 2
+    assert K._column_tile_width.py_func(140, batch, 150, 8, K.MAX_CHUNKS, K.MAX_CHUNKS) < 140
+    for loss in ("cross_entropy", "mse"):
+        net = bpbench.Network(sizes, activation=("tanh", "relu"), loss=loss, dtype=dtype)
+        rng = np.random.default_rng(4)
+        params = [(W, rng.uniform(-0.5, 0.5, b.shape).astype(dtype)) for W, b in net.init(3)]
+        X, y = _data(net, batch, seed=batch)
+        model = numba_impl(net, params)
+        loss_value, grads = model.loss_and_grads(X, y)
+        ref_loss, ref_grads = reference.loss_and_grads(net, params, X, y)
+        assert abs(loss_value - ref_loss) <= BOUND[dtype] * abs(ref_loss)
+        for (dW, db), (rW, rb) in zip(grads, ref_grads, strict=True):
+            assert _rel(dW, rW) <= BOUND[dtype] and _rel(db, rb) <= BOUND[dtype], loss
+        model.step(X, y, 0.1)
+        _, ref_new = reference.sgd_step(net, params, X, y, 0.1)
+        for (W, b), (rW, rb) in zip(model.params(), ref_new, strict=True):
+            assert _rel(W, rW) <= BOUND[dtype] and _rel(b, rb) <= BOUND[dtype], loss
+
+
 def test_a_small_batch_after_a_large_one_reuses_the_workspace(numba_impl):
     net = bpbench.Network((6, 8, 3), activation="relu", dtype="float64")
     params = net.init(0)
@@ -135,7 +162,7 @@ def test_thread_count_does_not_change_results():
     # several chunks per phase on both paths, or the comparison would not test a reduction
     assert K._n_chunks.py_func(130, K.HAND_ROWS_MIN, K.MAX_CHUNKS) >= 2
     assert K._row_tiles.py_func(80, K.MAX_CHUNKS) >= 2
-    assert K._n_chunks.py_func(130, K.TILE_COLS_MIN, K.MAX_CHUNKS) >= 2
+    assert K._row_tiles_of_w.py_func(130, 80, 140, K.MAX_CHUNKS, K.MAX_CHUNKS) >= 2
     X, y = _data(net, 80)
     runs = []
     for threads in THREAD_COUNTS:
