@@ -888,7 +888,8 @@ def _entry_points(fingerprint):
     def run_serial(theta, grads, ws, meta, X_all, y_all, Y_all, order, out, lr, batch_size,
                    mode, blas_min, n_threads):
         """Every batch on the calling thread; arguments as in the module docstring
-        (``n_threads`` is ignored: the serial flavour takes the parallel one's arguments)."""
+        (``n_threads`` is ignored: the serial flavour takes the parallel one's arguments).
+        Returns the last batch's loss."""
         _ = fingerprint
         n = order.shape[0] if order.shape[0] > 0 else X_all.shape[0]
         cap = out.shape[0] - (n + batch_size - 1) // batch_size
@@ -901,11 +902,12 @@ def _entry_points(fingerprint):
                     start, mode, blas_min)
             out[cap + k] = _batch_loss(out, B, meta[_S + meta[0]], meta[1])
             k += 1
+        return out[cap + k - 1]
 
     def run_parallel(theta, grads, ws, meta, X_all, y_all, Y_all, order, out, lr, batch_size,
                      mode, blas_min, n_threads):
-        """Every batch on ``n_threads`` threads (the caller's numba.get_num_threads(): asked
-        here, it would make the function uncacheable): one prange region per batch."""
+        """Every batch on ``n_threads`` threads (0: Numba's current count): one prange region
+        per batch. Returns the last batch's loss."""
         _ = fingerprint
         n = order.shape[0] if order.shape[0] > 0 else X_all.shape[0]
         cap = out.shape[0] - (n + batch_size - 1) // batch_size
@@ -914,7 +916,7 @@ def _entry_points(fingerprint):
             B = min(batch_size, n - start)
             _check_batch(meta, X_all, y_all, order, start, B, mode)
             _reset(meta)
-            T = n_threads
+            T = n_threads if n_threads > 0 else sync.num_threads()
             for t in prange(T):
                 # np.int64: the gufunc's index is unsigned, and a second signature would compile
                 # the whole program twice
@@ -922,6 +924,7 @@ def _entry_points(fingerprint):
                         lr, B, start, mode, blas_min)
             out[cap + k] = _batch_loss(out, B, meta[_S + meta[0]], meta[1])
             k += 1
+        return out[cap + k - 1]
 
     return (njit(cache=True, fastmath=FASTMATH, nogil=True)(run_serial),
             njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)(run_parallel))

@@ -99,6 +99,22 @@ def cpu_relax(typingctx):
     return types.void(), codegen
 
 
+@intrinsic
+def num_threads(typingctx):
+    """Numba's current thread count (numba.set_num_threads) from compiled code, by the symbol
+    the threading layer registers with LLVM when it starts (what prange itself calls).
+
+    ``numba.get_num_threads()`` inside a function makes it uncacheable (it holds a ctypes
+    pointer), and from Python it costs ~1 us a call. The threading layer must have started
+    (any call of ``numba.get_num_threads()`` from Python starts it).
+    """
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(cgutils.intp_t, [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads")
+        return builder.call(fn, [])
+    return types.intp(), codegen
+
+
 _sync = njit(nogil=True)
 
 
