@@ -20,8 +20,13 @@ from . import _numba_blas as blas
 from . import _numba_kernels as K
 
 #: batches of at least this many rows use BLAS gemm tiles for the matrix products; smaller ones
-#: use the hand loops. Measured with ``python -m bpbench.bench.goals --crossover``.
+#: use the hand loops, which stream each weight matrix once forward and once (read and write)
+#: backward. With a layer of more than BIG_LAYER_BYTES of weights (beyond a core's L2, so every
+#: pass over it is a trip to L3) the hand loops win up to BLAS_MIN_ROWS_BIG - 1 rows.
+#: Measured with ``python -m bpbench.bench.goals --crossover`` (docs/numba.md).
 BLAS_MIN_ROWS = 2
+BLAS_MIN_ROWS_BIG = 4
+BIG_LAYER_BYTES = 2 << 20
 
 
 class NumbaBase(Implementation):
@@ -35,8 +40,8 @@ class NumbaBase(Implementation):
     max_chunks = K.MAX_CHUNKS
     max_shares = K.MAX_CHUNKS
 
-    #: rows from which products go to BLAS; an instance attribute may override it (tests use
-    #: 1 and a large number to exercise both paths)
+    #: rows from which products go to BLAS (BLAS_MIN_ROWS_BIG for nets with a big layer); an
+    #: instance attribute may override it (tests use 1 and a large number for both paths)
     blas_min = BLAS_MIN_ROWS
 
     #: threads the step runs on (None: Numba's current count, read by the kernel at each call,
@@ -49,6 +54,10 @@ class NumbaBase(Implementation):
         numba.get_num_threads()  # starts Numba's threading layer, which the kernels ask
         codes.require(self.name, net, K.ACTIVATIONS, K.LOSSES)
         self._loss_code = codes.LOSS_CODES[net.loss]
+        biggest = max(n_in * n_out for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:],
+                                                             strict=True))
+        if biggest * net.dtype.itemsize > BIG_LAYER_BYTES:
+            self.blas_min = BLAS_MIN_ROWS_BIG
         self._offs = K.param_offsets(net.sizes)
         self._theta = np.empty(self._offs[-1], dtype=net.dtype)
         self._grads = np.zeros_like(self._theta)

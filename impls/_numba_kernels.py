@@ -94,12 +94,12 @@ TILE_BYTES = np.int64(256)
 #: backward tiles of W's rows: at most TILE_SPLIT rows while products are small (several chunks
 #: to share out), TILE_LARGE rows once they are large anyway
 TILE_SPLIT, TILE_LARGE = np.int64(64), np.int64(128)
+#: the input gradient dZ W[rows]^T reaches OpenBLAS as a transposed-A product, which its small
+#: kernels take only when rows * B <= SMALL_TN (its permit for that case; 2-4x faster at 6-64
+#: rows than the packed path)
+SMALL_TN = np.int64(1200)
 #: tiles of batch rows (loss, gather): at least this many rows
 TILE_ROWS_MIN = np.int64(32)
-#: below this many rows the input gradient is computed transposed, dH^T = W dZ^T (OpenBLAS runs
-#: dZ W^T 2-4x slower at 6-64 rows); from it on as dZ W^T (equally fast there, and no
-#: transposed copies of the deltas to keep)
-TRANSPOSED_BELOW = np.int64(64)
 #: chunks per phase at most
 MAX_CHUNKS = 64
 assert MAX_CHUNKS <= sync.MAX_CHUNKS
@@ -130,10 +130,10 @@ def meta_layout(n_layers, cap):
 
 def ws_size(sizes, cap, blas_min):
     """Elements of the workspace for batches of up to ``cap`` rows (host side): activations,
-    deltas and transposed deltas (two each), mse targets, partial products (few rows only)."""
+    two delta buffers, mse targets, partial products (hand loops only)."""
     nmax = max(sizes)
     few = min(cap, max(blas_min - 1, 0))
-    return cap * (sum(sizes) + 4 * nmax + sizes[-1]) + 2 * MAX_CHUNKS * few * nmax
+    return cap * (sum(sizes) + 2 * nmax + sizes[-1]) + 2 * MAX_CHUNKS * few * nmax
 
 
 def param_offsets(sizes):
@@ -198,24 +198,10 @@ def _delta_at(meta, L, B, k):
 
 
 @_k
-def _delta_t_at(meta, L, B, k):
-    """Start of transposed delta buffer k (0 or 1): (n, B) row-major, n <= n_max."""
-    nmax = _n_max(meta, L)
-    return _tail_start(meta, L, B) + 2 * B * nmax + B * meta[_S + L] + k * B * nmax
-
-
-@_k
 def _delta(ws, meta, L, B, k, width):
     """(B, width) view of delta buffer k."""
     o = _delta_at(meta, L, B, k)
     return ws[o:o + B * width].reshape((B, width))
-
-
-@_k
-def _delta_t(ws, meta, L, B, k, width):
-    """(width, B) view of transposed delta buffer k."""
-    o = _delta_t_at(meta, L, B, k)
-    return ws[o:o + width * B].reshape((width, B))
 
 
 @_k
@@ -229,7 +215,7 @@ def _targets(ws, meta, L, B):
 def _partials(ws, meta, L, B, which):
     """(MAX_CHUNKS, B, n_max) view of partial-product buffer ``which`` (0 or 1)."""
     nmax = _n_max(meta, L)
-    o = _tail_start(meta, L, B) + 4 * B * nmax + B * meta[_S + L] + which * MAX_CHUNKS * B * nmax
+    o = _tail_start(meta, L, B) + 2 * B * nmax + B * meta[_S + L] + which * MAX_CHUNKS * B * nmax
     return ws[o:o + MAX_CHUNKS * B * nmax].reshape((MAX_CHUNKS, B, nmax))
 
 
@@ -540,16 +526,14 @@ def _row_tiles(B, max_chunks):
 
 
 @_k
-def _row_tiles_of_w(n, B, K, max_chunks, max_large):
-    """How many tiles n rows of W are cut into (near-equal), for products of B batch rows and
-    inner length K: each product small (SMALL_PRODUCT) if it can be, TILE_SPLIT rows at most
-    while products are small (at most max_chunks tiles), TILE_LARGE rows once they are large
-    anyway (at most max_large tiles)."""
-    per = SMALL_PRODUCT // max(B * K, 1)
-    if per >= 16:
-        rows = min(per, TILE_SPLIT)
+def _row_tiles_of_w(n, B, K, max_chunks, max_shares):
+    """How many tiles n rows of W are cut into (near-equal) for the backward's products of B
+    batch rows and inner length K: while they can be small (SMALL_PRODUCT, SMALL_TN) at most
+    TILE_SPLIT rows and max_chunks tiles; else TILE_LARGE rows and at most max_shares tiles."""
+    rows = min(TILE_SPLIT, SMALL_TN // B, SMALL_PRODUCT // max(B * K, 1))
+    if rows >= 16:
         return max(1, min((n + rows - 1) // rows, max_chunks))
-    return max(1, min((n + TILE_LARGE - 1) // TILE_LARGE, max_large))
+    return max(1, min((n + TILE_LARGE - 1) // TILE_LARGE, max_shares))
 
 
 @_k
@@ -588,33 +572,6 @@ def _activate_cols(Z, j0, j1, code):
 
 
 @_k
-def _finish_input_grads(Dt, D, A, p0, p1, code):
-    """Rows p0..p1 of the transposed input gradient Dt (n, B): Dt[p] *= f'(A[:, p]) (f' in
-    terms of the output A = f(z), relu'(0) = 0), and the same values into D[:, p] (B, n)."""
-    B = Dt.shape[1]
-    zero = Dt.dtype.type(0)
-    one = Dt.dtype.type(1)
-    for p in range(p0, p1):
-        if code == RELU:
-            for i in range(B):
-                v = Dt[p, i] if A[i, p] > zero else zero
-                Dt[p, i] = v
-                D[i, p] = v
-        elif code == TANH:
-            for i in range(B):
-                v = Dt[p, i] * (one - A[i, p] * A[i, p])
-                Dt[p, i] = v
-                D[i, p] = v
-        elif code == SIGMOID:
-            for i in range(B):
-                v = Dt[p, i] * A[i, p] * (one - A[i, p])
-                Dt[p, i] = v
-                D[i, p] = v
-        else:
-            raise ValueError("unknown activation code")
-
-
-@_k
 def _times_derivative_cols(D, A, j0, j1, code):
     """D[:, j0:j1] *= f'(z), f' written in terms of the output A = f(z) (relu'(0) = 0)."""
     B = D.shape[0]
@@ -636,24 +593,16 @@ def _times_derivative_cols(D, A, j0, j1, code):
 
 
 @_k
-def _transpose_rows(D, Dt, i0, i1):
-    """Dt[:, i] = D[i] for rows i0..i1 (the loss's delta, for the first input-gradient tile)."""
-    for i in range(i0, i1):
-        for j in range(D.shape[1]):
-            Dt[j, i] = D[i, j]
-
-
-@_k
 def _blas_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B, mode):
     """One batch of two rows or more on thread t of T (module docstring, "BLAS").
 
     Forward: chunk c of a layer owns columns of W: ``Z[:, cols] = f(H W[:, cols] + b[cols])``.
-    Loss: tiles of batch rows. Backward, with the deltas kept both as dZ (B, n) and transposed
-    as dZ^T (n, B): chunk c owns rows of W: ``dH^T[rows] = W[rows] dZ^T`` then f' (written both
-    ways), then ``W[rows] += -lr H[:, rows]^T dZ`` (W[rows] is no longer needed), and its share
-    of the bias. No chunk needs another's result within a phase. ``W dZ^T`` rather than
-    ``dZ W^T``: OpenBLAS runs the latter 2-4x slower at 6-64 rows (``docs/numba.md``). Without
-    NumPy's cblas (np.dot needs whole contiguous blocks) every phase but the loss is one chunk.
+    Loss: tiles of batch rows. Backward: chunk c owns rows of W: ``dH[:, rows] =
+    (dZ W[rows]^T) f'(H[:, rows])``, then ``W[rows] += -lr H[:, rows]^T dZ`` (W[rows] is no
+    longer needed), and its share of the bias. No chunk needs another's result within a phase.
+    Tile sizes keep OpenBLAS on its small-matrix kernels where they can (SMALL_PRODUCT,
+    SMALL_TN, TILE_BYTES). Without NumPy's cblas (np.dot needs whole contiguous blocks) every
+    phase but the loss is one chunk.
     """
     L = meta[0]
     loss_code = meta[1]
@@ -697,21 +646,17 @@ def _blas_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
     K = meta[_S + L]
     Z = _act(ws, meta, B, L)
     delta = _delta(ws, meta, L, B, L % 2, K)
-    delta_t = _delta_t(ws, meta, L, B, L % 2, K)
     n_rt = _row_tiles(B, meta[3])
     c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), _ZERO)
     while c >= 0:
         i0, i1 = _split(B, n_rt, c)
         _loss_rows(Z, y_all, Y_all, y0, loss_code, delta, out, i0, i1, B)
-        if B < TRANSPOSED_BELOW:
-            _transpose_rows(delta, delta_t, i0, i1)
         done(s, phase)
         c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), cursor)
     wait(s, phase, n_rt)
     phase += 1
     lr_t = theta.dtype.type(lr)
-    # dL/dz of layer l+1 sits in delta buffers (l+1) % 2 (both layouts); dH of layer l goes to
-    # l % 2
+    # dL/dz of layer l+1 sits in delta buffer (l+1) % 2; dH of layer l goes to l % 2
     for layer in range(L - 1, -1, -1):
         W, b = _weights(theta, meta, layer)
         dW, db = _weights(grads, meta, layer)
@@ -721,22 +666,15 @@ def _blas_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B
         h_at = 0 if layer == 0 else B * _sum_sizes(meta, layer)
         w_at = _param_offset(meta, layer)
         dz_at = _delta_at(meta, L, B, (layer + 1) % 2)
-        dzt_at = _delta_t_at(meta, L, B, (layer + 1) % 2)
-        dht_at = _delta_t_at(meta, L, B, layer % 2)
         dh_at = _delta_at(meta, L, B, layer % 2)
         dZ = _delta(ws, meta, L, B, (layer + 1) % 2, n_out)
         dH = _delta(ws, meta, L, B, layer % 2, n_in)
-        dHt = _delta_t(ws, meta, L, B, layer % 2, n_in)
         code_below = meta[_S + L + 1 + max(layer - 1, 0)]
         n_rt = _row_tiles_of_w(n_in, B, n_out, small, large)
         c, cursor = claim(s, phase, n_rt, first_chunk(t, T, n_rt), _ZERO)
         while c >= 0:
             p0, p1 = _split(n_in, n_rt, c)
-            if layer > 0 and B < TRANSPOSED_BELOW:  # dH^T[rows] = W[rows] dZ^T, then f'
-                gemm(_NO, _NO, p1 - p0, B, n_out, 1.0, theta, w_at + p0 * n_out, n_out, ws,
-                     dzt_at, B, 0.0, ws, dht_at + p0 * B, B)
-                _finish_input_grads(dHt, dH, H, p0, p1, code_below)
-            elif layer > 0:  # dH[:, rows] = dZ W[rows]^T, then f' (before W[rows] changes)
+            if layer > 0:  # dH[:, rows] = dZ W[rows]^T, then f' (before W[rows] changes)
                 gemm(_NO, _YES, B, p1 - p0, n_out, 1.0, ws, dz_at, n_out, theta,
                      w_at + p0 * n_out, n_out, 0.0, ws, dh_at + p0, n_in)
                 _times_derivative_cols(dH, H, p0, p1, code_below)
