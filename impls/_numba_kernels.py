@@ -107,7 +107,8 @@ assert MAX_CHUNKS <= sync.MAX_CHUNKS
 #: compiled functions; every one is called with one signature only (compile time: a constant
 #: argument would be typed as a literal and compile a second specialisation, so call sites pass
 #: numpy scalars such as :data:`_NO`, never a bare ``0`` or ``True``)
-_k = njit(fastmath=FASTMATH, nogil=True)
+_k = njit(fastmath=FASTMATH, nogil=True, error_model="numpy")
+_once = njit(fastmath=FASTMATH, nogil=True, inline="always", error_model="numpy")
 _NO, _YES = np.bool_(False), np.bool_(True)
 #: where the layer widths start in ``meta``, after [L, loss code, max chunks, max shares]: chunks
 #: that make products faster (small OpenBLAS products) are capped by the first, chunks that only
@@ -451,7 +452,7 @@ def _bias_step(dZ, b, db, j0, j1, lr, mode):
             b[j] -= lr * db[j]
 
 
-@_k
+@_once
 def _hand_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B, mode):
     """One batch of few rows on thread t of T (module docstring, "few rows")."""
     L = meta[0]
@@ -592,7 +593,7 @@ def _times_derivative_cols(D, A, j0, j1, code):
             raise ValueError("unknown activation code")
 
 
-@_k
+@_once
 def _blas_program(t, T, theta, grads, ws, meta, H0, y_all, Y_all, y0, out, lr, B, mode):
     """One batch of two rows or more on thread t of T (module docstring, "BLAS").
 
@@ -745,7 +746,7 @@ def _worker(t, T, theta, grads, ws, meta, X_all, y_all, Y_all, order, out, lr, B
         _hand_program(t, T, theta, grads, ws, meta, H0, ys, Ys, y0, out, lr, B, mode)
 
 
-@_k
+@_once
 def _gather(t, T, meta, X_all, y_all, Y_all, order, start, H0, labels, Yb, mode):
     """Rows order[start:start+B] of X_all (and their targets) into H0/labels/Yb: a phase of its
     own on tiles of batch rows, counted in the last phase slot."""
@@ -864,8 +865,9 @@ def _entry_points(fingerprint):
             k += 1
         return out[cap + k - 1]
 
-    return (njit(cache=True, fastmath=FASTMATH, nogil=True)(run_serial),
-            njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)(run_parallel))
+    return (njit(cache=True, fastmath=FASTMATH, nogil=True, error_model="numpy")(run_serial),
+            njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True,
+                 error_model="numpy")(run_parallel))
 
 
 run_serial, run_parallel = _entry_points(FINGERPRINT)
