@@ -45,9 +45,14 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("batch_size", [4, 16])  # hand loops / BLAS; 50 rows: a short last batch
-def test_epoch_fast_path_equals_the_python_loop(numba_impl, loss, batch_size, dtype):
-    net = bpbench.Network((6, 9, 7, 3), activation=("sigmoid", "relu"), loss=loss, dtype=dtype)
+@pytest.mark.parametrize("batch_size,sizes", [
+    (1, (6, 9, 7, 3)),  # hand loops
+    (16, (6, 9, 7, 3)),  # BLAS; 50 rows: a short last batch
+    (1, (6, 140, 130, 3)),  # phases of several chunks: hand loops
+    (16, (6, 140, 130, 3)),  # and BLAS tiles
+])
+def test_epoch_fast_path_equals_the_python_loop(numba_impl, loss, batch_size, sizes, dtype):
+    net = bpbench.Network(sizes, activation=("sigmoid", "relu"), loss=loss, dtype=dtype)
     params = net.init(1)
     X, y = _data(net, 50)
     order = np.random.default_rng(5).permutation(50)
