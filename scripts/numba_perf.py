@@ -9,6 +9,7 @@ contestant gets the machine's cores; ``--threads`` sets the peers' count)::
     python scripts/numba_perf.py overhead --depths 1,4,8
     python scripts/numba_perf.py train
     python scripts/numba_perf.py compile --baseline dfc14f7
+    python scripts/numba_perf.py micro --widths 256,1024 --batches 2,4,8,16,32,64
 
 Timing: every contestant steps on the same batch from the same parameters; contestants take
 turns, one sample (>= 20 ms of back-to-back ``step_prepared`` calls) each per round, so drift
@@ -306,9 +307,75 @@ def compile_cost(args):
             print(f"{name:>20} {cost[0]:>10.2f} {cost[1]:>10.2f}", flush=True)
 
 
+def micro(args):
+    """The small facts the kernels' design rests on (docs/numba.md): the cost of a prange region,
+    of asking Numba's thread count from Python, and OpenBLAS's speed on one thread by shape."""
+    import numba
+    from numba import njit, prange
+
+    from bpbench.impls._numba_blas import gemm, thread_setter
+
+    @njit(parallel=True)
+    def regions(a, k):
+        for _ in range(k):
+            for t in prange(a.shape[0]):
+                a[t] += 1.0
+
+    a = np.zeros(numba.get_num_threads())
+    regions(a, 1)
+    kept = compare({"1 region": lambda: regions(a, 1), "21 regions": lambda: regions(a, 21),
+                    "numba.get_num_threads()": numba.get_num_threads},
+                   samples=args.samples, max_wall=args.max_wall, psi=args.psi)
+    one, many, ask = (_median(kept[k])[0] * 1e6 for k in kept)
+    print(f"prange region: {(many - one) / 20:.2f} us each ({numba.get_num_threads()} threads); "
+          f"numba.get_num_threads() from Python: {ask:.2f} us")
+
+    no, yes = np.bool_(False), np.bool_(True)
+
+    @njit
+    def tiles(kind, A, Bm, C, B, n, width):
+        for p0 in range(0, n, width):
+            w = min(n, p0 + width) - p0
+            if kind == 0:  # forward: Z[:, cols] = H W[:, cols]
+                gemm(no, no, B, w, n, 1.0, A, 0, n, Bm, p0, n, 0.0, C, p0, n)
+            elif kind == 1:  # input gradient: dH[:, rows] = dZ W[rows]^T
+                gemm(no, yes, B, w, n, 1.0, A, 0, n, Bm, p0 * n, n, 0.0, C, p0, n)
+            else:  # update: W[rows] += -lr H[:, rows]^T dZ
+                gemm(yes, no, w, n, B, -1e-9, A, p0, n, Bm, 0, n, 1.0, C, p0 * n, n)
+
+    previous = thread_setter()(1)
+    try:
+        for dtype in args.dtypes.split(","):
+            for n in map(int, args.widths.split(",")):
+                print(f"OpenBLAS on one thread, {dtype}, width {n}: GMAC/s whole product / "
+                      "tiled as the kernels tile it")
+                print(f"{'batch':>5} {'forward':>15} {'input_grad':>15} {'update':>15}")
+                W = np.random.default_rng(0).standard_normal(n * n).astype(dtype)
+                for B in map(int, args.batches.split(",")):
+                    H = np.random.default_rng(1).standard_normal(B * n).astype(dtype)
+                    out = np.empty(B * n, dtype)
+                    unit = 256 // W.itemsize
+                    rows = min(64, 1200 // B, 1_000_000 // (B * n))
+                    widths = {0: unit if B * n * unit <= 1_000_000 else 2 * unit,
+                              1: rows if rows >= 16 else 128, 2: rows if rows >= 16 else 128}
+                    cells = []
+                    for kind, C in ((0, out), (1, out), (2, W)):
+                        second = W if kind < 2 else H  # the update's dZ: any (B, n) array
+                        fns = {w: (lambda k=kind, A=H, M=second, C=C, B=B, n=n, w=w:
+                                   tiles(k, A, M, C, B, n, w))
+                               for w in (n, widths[kind])}
+                        kept = compare(fns, samples=3, max_wall=args.max_wall, psi=math.inf,
+                                       clock=time.thread_time)
+                        cells.append("/".join(f"{B * n * n / _median(kept[w])[0] / 1e9:5.1f}"
+                                              for w in fns))
+                    print(f"{B:>5} " + " ".join(f"{c:>15}" for c in cells), flush=True)
+    finally:
+        thread_setter()(previous)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["grid", "overhead", "train", "compile"])
+    parser.add_argument("command", choices=["grid", "overhead", "train", "compile", "micro"])
     parser.add_argument("--contestants", default=None)
     parser.add_argument("--depths", default="1,2,4,8")
     parser.add_argument("--batches", default="1,16,256,2048")
@@ -332,12 +399,13 @@ def main(argv=None):
             {"grid": ["floor", "torch", "numba", "numba_parallel"] + base,
              "overhead": ["numba"],
              "train": ["torch", "numba", "numba_parallel"] + base,
-             "compile": ["numba", "numba_parallel"] + base}[args.command])
+             "compile": ["numba", "numba_parallel"] + base,
+             "micro": []}[args.command])
     args.widths_first = int(args.widths.split(",")[0])
     args.cpu = args.cpu or args.command in ("overhead", "compile")
     _header(args)
-    {"grid": grid, "overhead": overhead, "train": train, "compile": compile_cost}[args.command](
-        args)
+    {"grid": grid, "overhead": overhead, "train": train, "compile": compile_cost,
+     "micro": micro}[args.command](args)
 
 
 if __name__ == "__main__":
