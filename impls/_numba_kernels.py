@@ -5,19 +5,19 @@ Layout (every call is one compiled function with uniform types):
 - ``theta``: every parameter in one flat 1-D array of the net's dtype, layer by layer
   ``W_0 (n_0*n_1, row-major), b_0 (n_1), W_1, b_1, ...``; ``grads`` has the same layout.
 - ``meta``: int64, ``[L, loss code, max chunks, max shares, sizes (L+1), codes (L), sync,
-  labels]`` (see
-  :func:`meta_layout`); activation codes are data, not types, so every activation combination
-  shares one compiled specialisation per dtype. ``sync`` holds the phase counters of
+  labels]`` (:func:`meta_layout`). Activation codes are data, not types, so every activation
+  combination shares one compiled specialisation per dtype. ``sync`` holds the phase counters of
   :mod:`bpbench.impls._numba_sync`; ``labels`` the gathered class indices of an epoch's batch.
-- ``ws``: one flat workspace of the dtype for batches of up to ``cap`` rows (:func:`ws_layout`):
-  the activations of layers 0..L (``B*n_l`` each; layer 0 holds gathered inputs), two ping-pong
-  delta buffers, the gathered mse targets and, for few rows, two buffers of per-chunk partial
-  products. Views are carved out per batch, so a smaller batch (an epoch's last) reuses it.
+- ``ws``: one flat workspace of the dtype for batches of up to ``cap`` rows (:func:`ws_size`):
+  the activations of layers 0..L (``B*n_l`` each; layer 0 holds an epoch's gathered inputs), two
+  ping-pong delta buffers, the gathered mse targets and, for the hand loops, two buffers of
+  per-chunk partial products. Views are carved out per batch, so a smaller batch (an epoch's
+  last) reuses it.
 - ``out``: float64, ``[row losses (cap) | batch losses]``.
 - Targets: ``y_all`` int64 (N,) class indices (cross_entropy), ``Y_all`` (N, K) of the dtype
   (mse); the unused one is an empty array, so both losses share one specialisation too.
-- ``order``: the rows of an epoch in order of use; empty for a single step (rows in order: the
-  inputs are used where they are, nothing is gathered).
+- ``order``: the rows of an epoch in order of use; empty for a single step (the rows are used
+  where they are, nothing is gathered).
 
 There is ONE entry point per flavour, :func:`run_serial` / :func:`run_parallel`: it walks the rows
 in batches of ``batch_size`` and runs per batch the forward pass only (MODE_FORWARD), loss and
@@ -25,29 +25,30 @@ gradients (MODE_GRADS) or a whole SGD step (MODE_STEP). A single step is the one
 epoch the many-batch one, so the epoch fast path runs exactly the step's code.
 
 Each batch is one *program*, a fixed sequence of phases cut into chunks whose bounds depend on the
-shapes (and ``max chunks``) only, run by :func:`_worker` on every thread (the phase scheduler of
-:mod:`bpbench.impls._numba_sync`): ``run_parallel`` starts one ``prange`` region per batch with one
-iteration per Numba thread; ``run_serial`` calls the worker once, as thread 0 of 1, and the host
-gives it one chunk per phase. Two programs, by batch size:
+shapes and on ``meta``'s two chunk limits only, run by :func:`_worker` on every thread (the phase
+scheduler of :mod:`bpbench.impls._numba_sync`): ``run_parallel`` starts one ``prange`` region per
+batch with one iteration per thread; ``run_serial`` calls the worker once, as thread 0 of 1.
+Two programs, by batch size (``blas_min``, chosen by the host):
 
-- **few rows** (``B < blas_min``): hand loops. Chunk c of a layer owns a block of rows of W (the
-  same rows every step, so they stay in its core's cache). Forward: the chunk first finishes its
-  block of the layer's input (sum of the previous layer's per-chunk partial products in chunk
-  order, bias, activation), then writes its partial product ``H[:, rows] @ W[rows, :]``.
-  Backward: for each of its rows p, ``dH[:, p] = (dZ W[p]) f'(H[:, p])`` and
-  ``W[p] -= lr H[:, p]^T dZ`` in one pass over W[p]. Rows whose inputs are all zero (a relu's,
-  often, at batch 1) add nothing and are skipped.
-- **many rows**: NumPy's OpenBLAS ``gemm`` on tiles (:mod:`bpbench.impls._numba_blas`), one thread
-  each. Forward: a tile of batch rows; bias (pre-filled, beta=1), activation and, for the output
-  layer, the loss run on the tile while it is in cache. Backward: ``dH = dZ W^T`` then ``f'`` on
-  tiles of batch rows; then ``W[:, cols] += -lr H^T dZ[:, cols]`` (the update riding on the
-  weight-gradient gemm) and the bias on tiles of W's columns.
+- **hand loops** (batch 1; up to 3 rows for nets with a layer beyond 2 MB): chunk c of a layer
+  owns a block of rows of W (the same rows every step, so they stay in its core's cache).
+  Forward: the chunk first finishes its block of the layer's input (the previous layer's
+  per-chunk partial products summed in chunk order, bias, activation), then writes its partial
+  product ``H[:, rows] @ W[rows, :]``. Backward: for each of its rows p,
+  ``dH[:, p] = (dZ W[p]) f'(H[:, p])`` then ``W[p] -= lr H[:, p]^T dZ`` while W[p] is in L1.
+  Rows whose inputs are all zero (a relu's, about half at batch 1) add nothing and are skipped.
+- **BLAS**: NumPy's OpenBLAS ``gemm`` (:mod:`bpbench.impls._numba_blas`) on tiles, one thread
+  each, sized so that OpenBLAS runs them with its small-matrix kernels where it can
+  (:func:`_blas_program`). Forward: tiles of W's columns, bias pre-filled (beta=1), activation
+  on the tile. Loss: tiles of batch rows. Backward: tiles of W's rows, each
+  ``dH[:, rows] = (dZ W[rows]^T) f'(H[:, rows])`` then ``W[rows] += -lr H[:, rows]^T dZ`` (the
+  SGD update riding on the weight-gradient gemm, beta=1) and its share of the bias.
 
 Threads: every loop runs on Numba's threads (NUMBA_NUM_THREADS / numba.set_num_threads), BLAS
-calls included, one thread per tile; the host sets OpenBLAS to one thread for the step, so there
-is one pool that owns the cores (OpenBLAS's and Numba's pools both spin-wait and, mixed, made
-steps 100x slower on a 2-core machine). Results do not depend on the number of threads: chunk
-bounds do not, and reductions over chunks run in chunk order; batch losses are summed serially.
+calls included, one tile per call; the host sets OpenBLAS to one thread for the step, so there is
+one pool that owns the cores (OpenBLAS's and Numba's pools both spin-wait and, mixed, made steps
+100x slower on a 2-core machine). Results do not depend on the number of threads: chunk bounds do
+not, reductions over chunks run in chunk order, and batch losses are summed serially.
 
 Caching: only the two entry points are cached on disk. Numba keys a cache entry by the entry
 point's own source file, so they are closures over :data:`FINGERPRINT`, a hash of every kernel
@@ -108,6 +109,9 @@ assert MAX_CHUNKS <= sync.MAX_CHUNKS
 #: argument would be typed as a literal and compile a second specialisation, so call sites pass
 #: numpy scalars such as :data:`_NO`, never a bare ``0`` or ``True``)
 _k = njit(fastmath=FASTMATH, nogil=True, error_model="numpy")
+#: functions with one call site (the programs, the gather), inlined into it: Numba optimises and
+#: emits code for every compiled function together with all it calls, so each extra level of
+#: whole-program functions compiles the program once more
 _once = njit(fastmath=FASTMATH, nogil=True, inline="always", error_model="numpy")
 _NO, _YES = np.bool_(False), np.bool_(True)
 #: where the layer widths start in ``meta``, after [L, loss code, max chunks, max shares]: chunks

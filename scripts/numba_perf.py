@@ -14,9 +14,11 @@ contestant gets the machine's cores; ``--threads`` sets the peers' count)::
 Timing: every contestant steps on the same batch from the same parameters; contestants take
 turns, one sample (>= 20 ms of back-to-back ``step_prepared`` calls) each per round, so drift
 and load hit all of them alike; each figure is the median over the kept samples with the
-interquartile spread. On Linux a sample is kept only if no task waited for a CPU during more
-than ``--psi`` of it (``/proc/pressure/cpu``): on a shared machine, a sample during which
-another process took a core is dropped instead of averaged in. ``--cpu`` times the calling
+interquartile spread. Before each sample the process sleeps 0.15 s, so that the thread pools of
+the contestant before (OpenBLAS's, OpenMP's) have stopped spinning. On Linux a sample is kept
+only if no task waited for a CPU during more than ``--psi`` of it (``/proc/pressure/cpu``): on a
+shared machine, a sample during which another process took a core is dropped instead of
+averaged in. ``--cpu`` times the calling
 thread's CPU time instead of the wall clock: immune to preemption, meaningful only for
 contestants that run on the calling thread (numba, ``--threads 1`` peers, floor1).
 
@@ -55,7 +57,8 @@ def _stall_us():
 
 
 def _calls_per_sample(fn, seconds):
-    for _ in range(3):
+    warm = time.perf_counter() + 0.1  # warm up (compile, caches, allocators) for 0.1 s
+    while time.perf_counter() < warm:
         fn()
     t0 = time.perf_counter()
     fn()
@@ -63,9 +66,15 @@ def _calls_per_sample(fn, seconds):
     return max(1, int(seconds / one))
 
 
-def compare(fns, samples=7, seconds=0.02, max_wall=60.0, psi=0.02, clock=time.perf_counter):
+def compare(fns, samples=7, seconds=0.02, max_wall=60.0, psi=0.02, clock=time.perf_counter,
+            settle=0.15):
     """{name: [seconds per call of each kept sample]}: contestants take turns, one sample each
-    per round, until each has ``samples`` kept samples or ``max_wall`` seconds have passed."""
+    per round, until each has ``samples`` kept samples or ``max_wall`` seconds have passed.
+
+    Each sample starts ``settle`` seconds after the previous one ended: idle thread pools spin
+    before they sleep (OpenBLAS's for up to 2**28 cycles, about 0.1 s here; OpenMP's for a few
+    ms), and a pool still spinning after one contestant would take cores from the next.
+    """
     calls = {k: _calls_per_sample(f, seconds) for k, f in fns.items()}
     kept = {k: [] for k in fns}
     deadline = time.perf_counter() + max_wall
@@ -74,6 +83,7 @@ def compare(fns, samples=7, seconds=0.02, max_wall=60.0, psi=0.02, clock=time.pe
             if len(kept[k]) >= samples:
                 continue
             f()  # warm again after the others ran
+            time.sleep(settle)
             s0, t0 = _stall_us(), clock()
             for _ in range(calls[k]):
                 f()
