@@ -108,24 +108,19 @@ def gemm(trans_a, trans_b, m, n, k, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, 
         return
     if beta != 0 or ldc != n:
         raise ValueError("np.dot fallback: C must be a whole contiguous block and beta 0")
+    if lda != (m if trans_a else k) or ldb != (k if trans_b else n):
+        raise ValueError("np.dot fallback: A and B must be contiguous")
     out = C[c0:c0 + m * n].reshape((m, n))
-    if trans_a:
-        if lda != m:
-            raise ValueError("np.dot fallback: A must be contiguous")
-        a = A[a0:a0 + k * m].reshape((k, m)).T
+    # one np.dot per combination, so that each sees its operands' own layout (C, or F for a
+    # transpose): a variable holding either would be typed 'A' and np.dot would copy it
+    if trans_a and trans_b:
+        np.dot(A[a0:a0 + k * m].reshape((k, m)).T, B[b0:b0 + n * k].reshape((n, k)).T, out)
+    elif trans_a:
+        np.dot(A[a0:a0 + k * m].reshape((k, m)).T, B[b0:b0 + k * n].reshape((k, n)), out)
+    elif trans_b:
+        np.dot(A[a0:a0 + m * k].reshape((m, k)), B[b0:b0 + n * k].reshape((n, k)).T, out)
     else:
-        if lda != k:
-            raise ValueError("np.dot fallback: A must be contiguous")
-        a = A[a0:a0 + m * k].reshape((m, k))
-    if trans_b:
-        if ldb != k:
-            raise ValueError("np.dot fallback: B must be contiguous")
-        b = B[b0:b0 + n * k].reshape((n, k)).T
-    else:
-        if ldb != n:
-            raise ValueError("np.dot fallback: B must be contiguous")
-        b = B[b0:b0 + k * n].reshape((k, n))
-    np.dot(a, b, out)
+        np.dot(A[a0:a0 + m * k].reshape((m, k)), B[b0:b0 + k * n].reshape((k, n)), out)
     if alpha != 1:
         for i in range(m * n):
             C[c0 + i] *= alpha

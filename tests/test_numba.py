@@ -222,3 +222,33 @@ def test_compile_cost_runs_in_a_new_process():
     assert set(report) == {"import_seconds", "first_step_seconds", "step_seconds"}
     with pytest.raises(RuntimeError, match="no_such_impl"):
         compile_cost("no_such_impl", net, 2)
+
+
+def test_the_np_dot_fallback_of_gemm_matches_numpy():
+    """Without NumPy's cblas the kernels' gemm falls back to np.dot on contiguous blocks: checked
+    in a fresh process that pretends there is no cblas (BPBENCH_NUMBA_NO_CBLAS=1), every
+    transpose combination and an alpha, against NumPy's own product."""
+    code = """
+import numpy as np
+from bpbench.impls import _numba_blas as blas
+assert not blas.HAVE_CBLAS
+rng = np.random.default_rng(0)
+m, n, k = 3, 4, 5
+for dtype in (np.float32, np.float64):
+    for ta in (False, True):
+        for tb in (False, True):
+            A = rng.standard_normal(2 + m * k).astype(dtype)
+            B = rng.standard_normal(1 + k * n).astype(dtype)
+            C = np.full(3 + m * n, 7.0, dtype)
+            blas.gemm(np.bool_(ta), np.bool_(tb), m, n, k, -0.5, A, 2, m if ta else k,
+                      B, 1, k if tb else n, 0.0, C, 3, n)
+            a = A[2:].reshape((k, m)).T if ta else A[2:].reshape((m, k))
+            b = B[1:].reshape((n, k)).T if tb else B[1:].reshape((k, n))
+            want = -0.5 * (a.astype(np.float64) @ b)
+            assert np.allclose(C[3:].reshape((m, n)), want, rtol=1e-5, atol=1e-5), (ta, tb)
+            assert np.all(C[:3] == 7.0)  # nothing written before the block
+print("ok")
+"""
+    env = dict(os.environ, BPBENCH_NUMBA_NO_CBLAS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
