@@ -94,7 +94,8 @@ class Implementation:
     def step(self, X, y, lr):
         """One SGD step ``w -= lr * dL/dw`` on this batch; returns the loss before the update."""
         lr = check_lr(lr)
-        return float(self._step(self.prepare(X, y).data, lr))
+        X, y = check_batch(self.net, X, y)  # what prepare(X, y) does, without its wrapper
+        return float(self._step(self._to_device(X, y), lr))
 
     def forward(self, X):
         """Output-layer values (logits for cross_entropy), a (B, K) host array."""

@@ -4,88 +4,60 @@ The instance keeps every parameter in one flat array (see :mod:`bpbench.impls._n
 the layout), a gradient array of the same layout, and one workspace sized for the largest batch seen
 so far (allocated when a larger batch arrives, reused for every smaller one). ``step``,
 ``loss_and_grads``, ``forward`` and a whole epoch are each a single call of one compiled entry
-point; nothing is allocated per step. The two public classes differ only in which entry point
-(serial or parallel) they call.
+point; nothing is allocated per step. The two public classes differ in which entry point (serial or
+parallel) they call and in how many chunks a phase is cut into (one for ``numba``).
 """
 
 from __future__ import annotations
 
-import ctypes
-import glob
-import os
-
+import numba
 import numpy as np
 
 from bpbench import codes
 from bpbench.interface import Implementation
 
+from . import _numba_blas as blas
 from . import _numba_kernels as K
 
-#: batches of at least this many rows use BLAS gemm for the matrix products; smaller ones
-#: use the fused hand loops. Measured with ``python benchmarks/step_vs_torch.py --crossover``.
-BLAS_MIN_ROWS = 8
-
-
-def _find_blas_thread_setter():
-    """``openblas_set_num_threads_local`` of the BLAS the kernels call, or None.
-
-    The kernels call NumPy's bundled OpenBLAS when there is one (:data:`K.BLAS_LIBRARY`), else
-    np.dot, which Numba routes to SciPy's BLAS (in SciPy's wheels another bundled OpenBLAS).
-    The thread-local setter (OpenBLAS >= 0.3.27) changes the thread count for the calling
-    thread only. None when neither is an OpenBLAS with it: then BLAS keeps its own thread count
-    (OPENBLAS_NUM_THREADS / MKL_NUM_THREADS).
-    """
-    libraries = [K.BLAS_LIBRARY] if K.BLAS_LIBRARY is not None else []
-    if not libraries:
-        import scipy.linalg.cython_blas  # noqa: F401  (the library must be loaded)
-
-        base = os.path.dirname(os.path.dirname(scipy.linalg.cython_blas.__file__))
-        for pattern in ("../scipy.libs/libscipy_openblas*", ".dylibs/libscipy_openblas*"):
-            for path in sorted(glob.glob(os.path.join(base, pattern))):
-                try:
-                    libraries.append(ctypes.CDLL(path))
-                except OSError:
-                    continue
-    for lib in libraries:
-        setter = getattr(lib, "openblas_set_num_threads_local", None)
-        if setter is not None:
-            setter.argtypes = [ctypes.c_int]
-            setter.restype = ctypes.c_int
-            return setter
-    return None
-
-
-_blas_setter = []  # [setter or None], found on first use
-
-
-def blas_thread_setter():
-    """The cached result of :func:`_find_blas_thread_setter`."""
-    if not _blas_setter:
-        _blas_setter.append(_find_blas_thread_setter())
-    return _blas_setter[0]
+#: batches of at least this many rows use BLAS gemm tiles for the matrix products; smaller ones
+#: use the hand loops, which stream each weight matrix once forward and once (read and write)
+#: backward. With a layer of more than BIG_LAYER_BYTES of weights (beyond a core's L2, so every
+#: pass over it is a trip to L3) the hand loops win up to BLAS_MIN_ROWS_BIG - 1 rows.
+#: Measured with ``python -m bpbench.bench.goals --crossover`` (docs/numba.md).
+BLAS_MIN_ROWS = 2
+BLAS_MIN_ROWS_BIG = 4
+BIG_LAYER_BYTES = 2 << 20
 
 
 class NumbaBase(Implementation):
-    """Everything but the choice of compiled entry points (set by the subclasses)."""
+    """Everything but the choice of compiled entry point (set by the subclasses)."""
 
     #: the compiled entry point (a staticmethod-wrapped dispatcher), set by subclasses
     _kernel = None
 
-    #: rows from which products go to BLAS; an instance attribute may override it (tests use
-    #: 1 and a large number to exercise both paths)
+    #: chunks per phase at most: where chunks make products faster (OpenBLAS's small-matrix
+    #: kernels), and where they only share work out among threads (1: such phases run whole)
+    max_chunks = K.MAX_CHUNKS
+    max_shares = K.MAX_CHUNKS
+
+    #: rows from which products go to BLAS (BLAS_MIN_ROWS_BIG for nets with a big layer); an
+    #: instance attribute may override it (tests use 1 and a large number for both paths)
     blas_min = BLAS_MIN_ROWS
 
-    #: BLAS threads for the products inside the step (None: leave BLAS's own setting)
-    blas_threads = None
+    #: threads the step runs on (None: Numba's current count, read by the kernel at each call,
+    #: which follows NUMBA_NUM_THREADS and numba.set_num_threads); ignored by ``numba``. Any
+    #: count works, more than Numba's pool included (tests use that to go beyond the cores)
+    threads = None
 
     def _load_params(self, params):
         net = self.net
+        numba.get_num_threads()  # starts Numba's threading layer, which the kernels ask
         codes.require(self.name, net, K.ACTIVATIONS, K.LOSSES)
-        self._sizes = np.array(net.sizes, dtype=np.int64)
-        # one code per layer; the output layer's entry is ignored (it is affine)
-        self._codes = np.array([codes.ACTIVATION_CODES[a] for a in net.activations]
-                               + [codes.IDENTITY], dtype=np.int64)
         self._loss_code = codes.LOSS_CODES[net.loss]
+        biggest = max(n_in * n_out for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:],
+                                                             strict=True))
+        if biggest * net.dtype.itemsize > BIG_LAYER_BYTES:
+            self.blas_min = BLAS_MIN_ROWS_BIG
         self._offs = K.param_offsets(net.sizes)
         self._theta = np.empty(self._offs[-1], dtype=net.dtype)
         self._grads = np.zeros_like(self._theta)
@@ -96,9 +68,10 @@ class NumbaBase(Implementation):
         # the target array a loss does not use: empty, so both losses share one specialisation
         self._no_idx = np.empty(0, dtype=np.int64)
         self._no_Y = np.empty((0, net.sizes[-1]), dtype=net.dtype)
-        self._one_loss = np.empty(1, dtype=np.float64)
+        self._in_place = np.empty(0, dtype=np.int64)  # order of a single step: rows in place
         self._cap = 0
-        self._ws = self._yb = self._rowloss = self._arange = None
+        self._sized_for = None
+        self._ws = self._meta = self._out = None
 
     def _layers(self, flat):
         """[(W, b), ...] views into a flat array of theta's layout."""
@@ -110,13 +83,24 @@ class NumbaBase(Implementation):
         return views
 
     def _workspace(self, batch_size):
-        """Grow the workspace (and row buffers) only when a larger batch than ever arrives."""
-        if batch_size > self._cap:
-            self._ws = np.empty(K.workspace_size(self.net.sizes, batch_size), self.net.dtype)
-            self._yb = np.empty(batch_size, dtype=np.int64)
-            self._rowloss = np.empty(batch_size, dtype=np.float64)
-            self._arange = np.arange(batch_size, dtype=np.int64)  # the order of a lone batch
-            self._cap = batch_size
+        """Grow the buffers only when a larger batch than ever arrives (or blas_min changed)."""
+        if batch_size <= self._cap and self._sized_for == self.blas_min:
+            return
+        cap = max(batch_size, self._cap)
+        net = self.net
+        L = net.n_layers
+        at_sizes, at_codes, _, _, total = K.meta_layout(L, cap)
+        meta = np.zeros(total, dtype=np.int64)
+        meta[:4] = (L, self._loss_code, self.max_chunks, self.max_shares)
+        meta[at_sizes:at_sizes + L + 1] = net.sizes
+        # one code per layer; the output layer's entry is ignored (it is affine)
+        meta[at_codes:at_codes + L] = ([codes.ACTIVATION_CODES[a] for a in net.activations]
+                                       + [codes.IDENTITY])
+        self._meta = meta
+        self._ws = np.empty(K.ws_size(net.sizes, cap, self.blas_min), dtype=net.dtype)
+        self._out = np.empty(cap + 1, dtype=np.float64)  # row losses, then the batch's loss
+        self._cap = cap
+        self._sized_for = self.blas_min
 
     def _get_params(self):
         return self._views
@@ -126,18 +110,18 @@ class NumbaBase(Implementation):
             return X, self._no_idx, y
         return X, y, self._no_Y
 
-    def _call(self, X, y_idx, Y, order, batch_size, lr, mode, losses):
-        self._workspace(batch_size)
-        args = (self._theta, self._grads, self._sizes, self._codes, self._loss_code, X, y_idx, Y,
-                order, batch_size, lr, mode, self._ws, self._yb, self._rowloss, losses,
-                self.blas_min)
-        setter = blas_thread_setter() if self.blas_threads and batch_size >= self.blas_min else None
-        if setter is None:  # hand loops only, or BLAS left alone
-            self._kernel(*args)
-            return
-        previous = setter(self.blas_threads)  # this thread only; restored right after
+    def _call(self, X, y_idx, Y, order, batch_size, lr, mode, out):
+        """One kernel call; returns the last batch's loss."""
+        args = (self._theta, self._grads, self._ws, self._meta, X, y_idx, Y, order, out, lr,
+                batch_size, mode, self.blas_min, self.threads or 0)
+        setter = blas.thread_setter() if batch_size >= self.blas_min else None
+        if setter is None:  # hand loops only (or a BLAS without a thread setter)
+            return self._kernel(*args)
+        # the products run on the kernel's threads, one tile each: OpenBLAS's own pool stays
+        # out (process-wide in NumPy's OpenBLAS; restored right after)
+        previous = setter(1)
         try:
-            self._kernel(*args)
+            return self._kernel(*args)
         finally:
             setter(previous)
 
@@ -145,11 +129,18 @@ class NumbaBase(Implementation):
         X, y_idx, Y = data
         B = X.shape[0]
         self._workspace(B)
-        self._call(X, y_idx, Y, self._arange[:B], B, lr, mode, self._one_loss)
-        return self._one_loss[0]
+        return self._call(X, y_idx, Y, self._in_place, B, lr, mode, self._out)
 
     def _step(self, data, lr):
-        return self._batch(data, lr, K.MODE_STEP)
+        # the hot path of step/step_prepared: the kernel called directly when no BLAS setting
+        # is needed (~1 us saved per call at batch 1)
+        X, y_idx, Y = data
+        B = X.shape[0]
+        if B >= self.blas_min or B > self._cap or self._sized_for != self.blas_min:
+            return self._batch(data, lr, K.MODE_STEP)
+        return self._kernel(self._theta, self._grads, self._ws, self._meta, X, y_idx, Y,
+                            self._in_place, self._out, lr, B, K.MODE_STEP, self.blas_min,
+                            self.threads or 0)
 
     def _loss_and_grads(self, data):
         loss = self._batch(data, 1.0, K.MODE_GRADS)
@@ -168,6 +159,8 @@ class NumbaBase(Implementation):
         else:
             y_idx, Y = y, self._no_Y
         batch_size = min(batch_size, len(order))
-        losses = np.empty(-(-len(order) // batch_size), dtype=np.float64)
-        self._call(X, y_idx, Y, order, batch_size, lr, K.MODE_STEP, losses)
-        return losses
+        self._workspace(batch_size)
+        n_batches = -(-len(order) // batch_size)
+        out = np.empty(self._cap + n_batches, dtype=np.float64)
+        self._call(X, y_idx, Y, order, batch_size, lr, K.MODE_STEP, out)
+        return out[self._cap:]

@@ -3,9 +3,10 @@
 Parameters live in one flat array; forward, loss, backward and update run in a single compiled
 call with no Python between layers and no allocation per step (:mod:`bpbench.impls._numba_host`).
 Small batches use fused hand loops, large ones BLAS gemm inside the kernel
-(:mod:`bpbench.impls._numba_kernels`). Everything runs on the calling thread: Numba's loops have no
-prange, and the BLAS calls inside the step are limited to one thread (OpenBLAS's thread-local
-setting, for the duration of the call; see :func:`bpbench.impls._numba_host.blas_thread_setter`).
+(:mod:`bpbench.impls._numba_kernels`). Everything runs on the calling thread: the program's phases
+are single chunks, and the BLAS calls inside the step are limited to one thread (OpenBLAS's
+thread count is set to 1 for the duration of the call; see
+:func:`bpbench.impls._numba_blas.thread_setter`).
 """
 
 from __future__ import annotations
@@ -19,4 +20,5 @@ class NumbaImplementation(NumbaBase):
     description = "@njit, one thread: whole step in one compiled call, fused loops or BLAS by shape"
 
     _kernel = staticmethod(K.run_serial)
-    blas_threads = 1
+    # one thread: chunks only where they make OpenBLAS's products faster (small products)
+    max_shares = 1

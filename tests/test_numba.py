@@ -49,8 +49,8 @@ def _count_kernel_calls(model):
     calls = []
     kernel = model._kernel
 
-    def counting(*args):  # args as NumbaBase._call passes them: order is 9th, batch_size 10th
-        calls.append((len(args[8]), int(args[9])))
+    def counting(*args):  # args as NumbaBase._call passes them: order 8th, batch_size 11th
+        calls.append((len(args[7]), int(args[10])))
         return kernel(*args)
 
     model._kernel = counting
@@ -74,9 +74,14 @@ def _reference_epochs(net, params, X, y, lr, epochs, batch_size, seed):
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("batch_size", [4, 16])  # hand loops / BLAS; 50 rows: a short last batch
-def test_epoch_fast_path_equals_the_python_loop(numba_impl, loss, batch_size, dtype):
-    net = bpbench.Network((6, 9, 7, 3), activation=("sigmoid", "relu"), loss=loss, dtype=dtype)
+@pytest.mark.parametrize("batch_size,sizes", [
+    (1, (6, 9, 7, 3)),  # hand loops
+    (16, (6, 9, 7, 3)),  # BLAS; 50 rows: a short last batch
+    (1, (6, 140, 130, 3)),  # phases of several chunks: hand loops
+    (16, (6, 140, 130, 3)),  # and BLAS tiles
+])
+def test_epoch_fast_path_equals_the_python_loop(numba_impl, loss, batch_size, sizes, dtype):
+    net = bpbench.Network(sizes, activation=("sigmoid", "relu"), loss=loss, dtype=dtype)
     params = net.init(1)
     X, y = _data(net, 50)
     order = np.random.default_rng(5).permutation(50)
@@ -146,6 +151,33 @@ def test_both_product_paths_agree_with_the_reference(numba_impl, path, blas_min,
             assert _rel(W, rW) <= BOUND[dtype] and _rel(b, rb) <= BOUND[dtype], (path, loss)
 
 
+@pytest.mark.parametrize("batch", [1, 3, 40])  # hand loops; BLAS with few rows; BLAS tiles
+def test_phases_cut_into_chunks_agree_with_the_reference(numba_impl, batch, dtype):
+    """Layers wide enough that every phase is cut into several chunks (partial products summed
+    across chunks, tiles of W's columns and rows, tiles of batch rows), against the reference."""
+    from bpbench.impls import _numba_kernels as K
+
+    sizes = (150, 140, 130, 7)
+    assert K._n_chunks.py_func(130, K.HAND_ROWS_MIN, K.MAX_CHUNKS) >= 2
+    assert K._row_tiles_of_w.py_func(130, batch, 140, K.MAX_CHUNKS, K.MAX_CHUNKS) >= 2
+    assert K._column_tile_width.py_func(140, batch, 150, 8, K.MAX_CHUNKS, K.MAX_CHUNKS) < 140
+    for loss in ("cross_entropy", "mse"):
+        net = bpbench.Network(sizes, activation=("tanh", "relu"), loss=loss, dtype=dtype)
+        rng = np.random.default_rng(4)
+        params = [(W, rng.uniform(-0.5, 0.5, b.shape).astype(dtype)) for W, b in net.init(3)]
+        X, y = _data(net, batch, seed=batch)
+        model = numba_impl(net, params)
+        loss_value, grads = model.loss_and_grads(X, y)
+        ref_loss, ref_grads = reference.loss_and_grads(net, params, X, y)
+        assert abs(loss_value - ref_loss) <= BOUND[dtype] * abs(ref_loss)
+        for (dW, db), (rW, rb) in zip(grads, ref_grads, strict=True):
+            assert _rel(dW, rW) <= BOUND[dtype] and _rel(db, rb) <= BOUND[dtype], loss
+        model.step(X, y, 0.1)
+        _, ref_new = reference.sgd_step(net, params, X, y, 0.1)
+        for (W, b), (rW, rb) in zip(model.params(), ref_new, strict=True):
+            assert _rel(W, rW) <= BOUND[dtype] and _rel(b, rb) <= BOUND[dtype], loss
+
+
 def test_a_small_batch_after_a_large_one_reuses_the_workspace(numba_impl):
     net = bpbench.Network((6, 8, 3), activation="relu", dtype="float64")
     params = net.init(0)
@@ -161,42 +193,54 @@ def test_a_small_batch_after_a_large_one_reuses_the_workspace(numba_impl):
         assert _rel(dW, rW) <= 1e-10 and _rel(db, rb) <= 1e-10
 
 
+#: thread counts compared: one, the usual two, an odd count and more threads than any test
+#: machine has cores (the kernel then runs some threads' shares one after another)
+THREAD_COUNTS = (1, 2, 3, 7)
+
+
 def test_thread_count_does_not_change_results():
-    """numba_parallel honours numba.set_num_threads and stays deterministic across counts:
-    one thread and two (or all) give identical bits, and both agree with the reference."""
+    """numba_parallel gives bit-identical losses and parameters for every thread count, on both
+    product paths, with phases cut into several chunks (so chunk reductions are exercised)."""
     numba = pytest.importorskip("numba")
     cls = require("numba_parallel")
     from bpbench.impls import _numba_kernels as K
-    assert K.PARALLEL.affine.targetoptions.get("parallel") is True
-    assert not K.SERIAL.affine.targetoptions.get("parallel")
-    most = numba.config.NUMBA_NUM_THREADS
-    if most < 2:  # a comparison of one count with itself would prove nothing
-        pytest.skip(f"Numba has {most} thread here (NUMBA_NUM_THREADS): nothing to compare")
-    net = bpbench.Network((16, 24, 24, 4), activation="sigmoid", dtype="float32")
-    X, y = _data(net, 40)
+
+    net = bpbench.Network((150, 140, 130, 5), activation=("sigmoid", "relu"), dtype="float32")
+    # several chunks per phase on both paths, or the comparison would not test a reduction
+    assert K._n_chunks.py_func(130, K.HAND_ROWS_MIN, K.MAX_CHUNKS) >= 2
+    assert K._row_tiles.py_func(80, K.MAX_CHUNKS) >= 2
+    assert K._row_tiles_of_w.py_func(130, 80, 140, K.MAX_CHUNKS, K.MAX_CHUNKS) >= 2
+    X, y = _data(net, 80)
+    runs = []
+    for threads in THREAD_COUNTS:
+        model = cls(net, net.init(0))
+        model.threads = threads
+        losses = [model.step(X[:b], y[:b], 0.1) for b in (3, 80)]  # hand loops, BLAS
+        losses += list(model.run_epoch(X, y, np.arange(80)[::-1], 32, 0.1))
+        runs.append((threads, losses, model.params()))
+    # and Numba's own setting: one thread against the default count
     before = numba.get_num_threads()
-    results = {}
     try:
-        for threads in (1, most):
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(threads)
             model = cls(net, net.init(0))
-            losses = [model.step(X[:b], y[:b], 0.1) for b in (2, 40)]  # hand loops, BLAS
-            results[threads] = (losses, model.params())
+            losses = [model.step(X[:b], y[:b], 0.1) for b in (3, 80)]
+            losses += list(model.run_epoch(X, y, np.arange(80)[::-1], 32, 0.1))
+            runs.append((f"numba.set_num_threads({threads})", losses, model.params()))
     finally:
         numba.set_num_threads(before)
-    assert len(results) == 2
-    (losses1, params1), (losses_n, params_n) = results[1], results[most]
-    assert losses_n == losses1
-    for (W, b), (W1, b1) in zip(params_n, params1, strict=True):
-        np.testing.assert_array_equal(W, W1)
-        np.testing.assert_array_equal(b, b1)
-    # and the steps are right: the float64 reference on the same batches
+    assert len(runs) >= len(THREAD_COUNTS) + 1
+    first_label, first_losses, first_params = runs[0]
+    for label, losses, params in runs[1:]:
+        assert losses == first_losses, (label, first_label)
+        for (W, b), (W0, b0) in zip(params, first_params, strict=True):
+            np.testing.assert_array_equal(W, W0, err_msg=str(label))
+            np.testing.assert_array_equal(b, b0, err_msg=str(label))
+    # and the steps are right: the float64 reference on the same batches (3 rows, 80 rows)
     ref = [(np.float64(W), np.float64(b)) for W, b in net.init(0)]
-    for k, rows in enumerate((2, 40)):
+    for k, rows in enumerate((3, 80)):
         ref_loss, ref = reference.sgd_step(net, ref, X[:rows].astype(np.float64), y[:rows], 0.1)
-        assert abs(losses1[k] - ref_loss) <= 1e-4 * abs(ref_loss)
-    for (W, b), (Wr, br) in zip(params1, ref, strict=True):
-        assert _rel(W, Wr) <= 2e-4 and _rel(b, br) <= 2e-4
+        assert abs(first_losses[k] - ref_loss) <= 1e-4 * abs(ref_loss)
 
 
 def test_warm_cache_loads_and_steps_allocate_nothing(numba_impl):
@@ -247,3 +291,33 @@ def test_read_only_and_unaligned_arrays_compile_nothing_new(numba_impl):
     model.run_epoch(ro_X, ro_y, ro_order, 2, 0.1)
     model.forward(np.broadcast_to(X[:1], X.shape))
     assert len(model._kernel.signatures) == before, model._kernel.signatures
+
+
+def test_the_np_dot_fallback_of_gemm_matches_numpy():
+    """Without NumPy's cblas the kernels' gemm falls back to np.dot on contiguous blocks: checked
+    in a fresh process that pretends there is no cblas (BPBENCH_NUMBA_NO_CBLAS=1), every
+    transpose combination and an alpha, against NumPy's own product."""
+    code = """
+import numpy as np
+from bpbench.impls import _numba_blas as blas
+assert not blas.HAVE_CBLAS
+rng = np.random.default_rng(0)
+m, n, k = 3, 4, 5
+for dtype in (np.float32, np.float64):
+    for ta in (False, True):
+        for tb in (False, True):
+            A = rng.standard_normal(2 + m * k).astype(dtype)
+            B = rng.standard_normal(1 + k * n).astype(dtype)
+            C = np.full(3 + m * n, 7.0, dtype)
+            blas.gemm(np.bool_(ta), np.bool_(tb), m, n, k, -0.5, A, 2, m if ta else k,
+                      B, 1, k if tb else n, 0.0, C, 3, n)
+            a = A[2:].reshape((k, m)).T if ta else A[2:].reshape((m, k))
+            b = B[1:].reshape((n, k)).T if tb else B[1:].reshape((k, n))
+            want = -0.5 * (a.astype(np.float64) @ b)
+            assert np.allclose(C[3:].reshape((m, n)), want, rtol=1e-5, atol=1e-5), (ta, tb)
+            assert np.all(C[:3] == 7.0)  # nothing written before the block
+print("ok")
+"""
+    env = dict(os.environ, BPBENCH_NUMBA_NO_CBLAS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
