@@ -59,9 +59,10 @@ def _is_clean(arr, dtype, shape):
     """True when arr is already what a check returns: a plain C-contiguous, aligned, writeable
     ndarray of ``dtype`` and ``shape`` (nothing to convert, so nothing to check but the values;
     see :func:`_owned` for why writeable and aligned)."""
+    if type(arr) is not np.ndarray or arr.dtype != dtype or arr.shape != shape:
+        return False
     flags = arr.flags
-    return (type(arr) is np.ndarray and arr.dtype == dtype and arr.shape == shape
-            and flags.c_contiguous and flags.writeable and flags.aligned)
+    return flags.c_contiguous and flags.writeable and flags.aligned
 
 
 def _require_labels(labels, K, name):

@@ -49,8 +49,9 @@ def _count_kernel_calls(model):
     calls = []
     kernel = model._kernel
 
-    def counting(*args):  # args as NumbaBase._call passes them: order 8th, batch_size 11th
-        calls.append((len(args[7]), int(args[10])))
+    def counting(*args):  # args as NumbaBase._call passes them: X 5th, order 8th, batch_size
+        # 11th; a single step passes an empty order (the rows are used where they are)
+        calls.append((len(args[7]) or len(args[4]), int(args[10])))
         return kernel(*args)
 
     model._kernel = counting
