@@ -156,7 +156,7 @@ def test_every_consumer_times_through_the_one_engine():
     graph = grimp.build_graph("bpbench", include_external_packages=True)
     users = graph.find_modules_that_directly_import("bpbench.bench.engine")
     for consumer in ("compare", "selection", "goals", "gpu_check", "floor", "roofline",
-                     "asv_tools", "compile_cost"):
+                     "asv_tools", "compile_cost", "overhead", "to_target"):
         assert f"bpbench.bench.{consumer}" in users, consumer
     clock_readers = {m for m in graph.find_modules_that_directly_import("time")
                      if m.startswith("bpbench.bench.") and ".peers" not in m}
