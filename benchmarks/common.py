@@ -26,6 +26,8 @@
 
 from __future__ import annotations
 
+from bpbench.bench.target import TARGET_LOSS, TARGET_LR, TARGET_MAX_EPOCHS, target_problem
+
 
 def _contestants():
     """The one contestant list (``bpbench.bench.points.contestants``), read without SciPy's cost
@@ -48,13 +50,8 @@ DTYPE = "float32"
 MEM_WIDTH = 1024
 MEM_BATCH = 4096
 
-#: time-to-target: two spirals (256 points), relu MLP of width 64, SGD lr 0.1, float32;
-#: NumPy reaches the target in about a hundred epochs
-TARGET_SAMPLES = 256
-TARGET_WIDTH = 64
-TARGET_LR = 0.1
-TARGET_LOSS = 0.1
-TARGET_MAX_EPOCHS = 1000
+# time to target: TARGET_LOSS, TARGET_LR, TARGET_MAX_EPOCHS and target_problem come from
+# bpbench.bench.target (imported above), where ``bpbench to-target`` finds them too
 
 
 class StepTiming:
@@ -163,16 +160,6 @@ def rate_row(cache, impl, depth, batch):
 
 
 # ---------------------------------------------------------------------------- time to target
-def target_problem(depth, dtype=DTYPE):
-    """(net, X, y) of the time-to-target benchmark: two spirals, relu MLP, float32."""
-    from bpbench import Network, datasets
-
-    X, y = datasets.two_spirals(TARGET_SAMPLES, noise=0.0, seed=0)
-    net = Network((2,) + (TARGET_WIDTH,) * depth + (2,), activation="relu",
-                         loss="cross_entropy", dtype=dtype)
-    return net, X.astype(net.dtype), y
-
-
 def target_skip(impl):
     """Why ``impl`` is not run to the target here, or None."""
     from bpbench.bench import points

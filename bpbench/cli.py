@@ -1,5 +1,5 @@
-"""Command line: ``bpbench list | validate | train | compare | goals | report | fastest | gpu-check
-| roofline | noise | machine | asv``.
+"""Command line: ``bpbench list | validate | train | compare | goals | overhead | to-target | report
+| fastest | gpu-check | roofline | noise | machine | asv``.
 
 The top layer: it imports the contract and the measuring tools (:mod:`bpbench.bench`), and
 nothing imports it. Options are typed (:mod:`bpbench.bench.argtypes`), so a bad value is an
@@ -169,7 +169,18 @@ def build_parser():
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    from .bench import asv_tools, compare, goals, gpu_check, machine, report, roofline, selection
+    from .bench import (
+        asv_tools,
+        compare,
+        goals,
+        gpu_check,
+        machine,
+        overhead,
+        report,
+        roofline,
+        selection,
+        to_target,
+    )
     p = sub.add_parser("compare", help="time every available implementation on a grid, "
                        "side by side, and print the table (the main job)")
     compare.add_arguments(p)
@@ -179,6 +190,16 @@ def build_parser():
                        "the BLAS floor and the roofline, with verdicts")
     goals.add_arguments(p)
     p.set_defaults(func=goals.run)
+
+    p = sub.add_parser("overhead", help="per-call cost of step beyond the bare step at batch 1 "
+                       "(validation, dispatch): step vs step_prepared vs the hook, with verdicts")
+    overhead.add_arguments(p)
+    p.set_defaults(func=overhead.run)
+
+    p = sub.add_parser("to-target", help="seconds to train two spirals to the target loss: "
+                       "numba's epoch fast path vs each peer's own loop, with verdicts")
+    to_target.add_arguments(p)
+    p.set_defaults(func=to_target.run)
 
     p = sub.add_parser("report", help="turn asv results into tables and plots (results/README.md)")
     report.add_arguments(p)

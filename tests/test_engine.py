@@ -49,6 +49,19 @@ def test_time_call_measures_a_known_duration_and_syncs_around_every_sample():
     assert len(syncs) >= 2 * t.n  # before each sample's clock starts and before it stops
 
 
+def test_time_call_without_sample_time_calls_exactly_warmup_plus_samples():
+    # long calls (a whole training run: bpbench to-target) are timed one per sample, and the
+    # calibration call, useless then, is not made; with a sample_time it is (one call more)
+    calls = []
+    t = engine.time_call(lambda: calls.append(1), settings="smoke", warmup=2, min_repeats=3,
+                         max_repeats=3, sample_time=0)
+    assert t.n == 3 and t.number == 1 and len(calls) == 2 + 3
+    calls.clear()
+    t = engine.time_call(lambda: calls.append(1), settings="smoke", warmup=2, min_repeats=3,
+                         max_repeats=3, sample_time=1e-9)
+    assert len(calls) == 2 + 1 + 3 * t.number
+
+
 @pytest.mark.parametrize("kwargs, word", [
     ({"min_repeats": 0}, "min_repeats"),
     ({"warmup": -1}, "warmup"),
@@ -143,7 +156,7 @@ def test_every_consumer_times_through_the_one_engine():
     graph = grimp.build_graph("bpbench", include_external_packages=True)
     users = graph.find_modules_that_directly_import("bpbench.bench.engine")
     for consumer in ("compare", "selection", "goals", "gpu_check", "floor", "roofline",
-                     "asv_tools", "compile_cost"):
+                     "asv_tools", "compile_cost", "overhead", "to_target"):
         assert f"bpbench.bench.{consumer}" in users, consumer
     clock_readers = {m for m in graph.find_modules_that_directly_import("time")
                      if m.startswith("bpbench.bench.") and ".peers" not in m}

@@ -178,19 +178,25 @@ def time_call(fn, *, sync=None, settings=None, **overrides):
 
     ``settings``: a :class:`Settings` or preset name (default ``"compare"``); keyword arguments
     override its fields. ``sync()``, when given, runs before each sample's clock starts and
-    before it stops (queued device work finishes inside the measurement).
+    before it stops (queued device work finishes inside the measurement). Calls of ``fn``:
+    ``warmup``, one calibration call (none when ``sample_time`` is 0: one call per sample),
+    then ``number`` per sample.
     """
     cfg = make_settings(settings or "compare", **overrides)
     sync = sync or (lambda: None)
     for _ in range(cfg.warmup):
         fn()
     sync()
-    # calibrate: how many calls make a sample of at least sample_time seconds
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    one = max(time.perf_counter() - t0, 1e-9)
-    number = max(1, min(10_000, math.ceil(cfg.sample_time / one))) if cfg.sample_time else 1
+    number = 1
+    if cfg.sample_time:
+        # calibrate: how many calls make a sample of at least sample_time seconds (with
+        # sample_time 0 a sample is one call: no calibration call, which for long calls such
+        # as a whole training run would cost as much as a sample)
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        one = max(time.perf_counter() - t0, 1e-9)
+        number = max(1, min(10_000, math.ceil(cfg.sample_time / one)))
     samples = []
     spent = 0.0
     deadline = time.perf_counter() + cfg.max_time
