@@ -66,6 +66,10 @@ def test_speed_ups_are_per_round_ratios_and_a_miss_of_the_target_is_not_compared
     assert math.isnan(table["numba"]["x_torch"])
     assert table["numba"]["verdict"] == "- (torch did not reach)"
     assert to_target.verdict("numba", True, 9.5) == "MISS x9.50<10"
+    # torch not run at all (not installed, or left out): said so, not "did not reach"
+    del seconds["torch"], outcomes["torch"]
+    table = {r["contestant"]: r for r in to_target.rows(seconds, outcomes)}
+    assert table["numba"]["verdict"] == "- (torch not run)"
 
 
 def test_whole_runs_are_timed_one_per_round_in_rotated_order(monkeypatch):

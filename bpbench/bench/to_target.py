@@ -174,18 +174,22 @@ def rows(seconds, outcomes, baseline=BASELINE):
             ratio = base / s  # paired: the same round
             x, lo, hi = float(np.median(ratio)), float(ratio.min()), float(ratio.max())
         row[f"x_{baseline}"], row[f"x_{baseline}_low"], row[f"x_{baseline}_high"] = x, lo, hi
-        row["verdict"] = verdict(name, reached, x, baseline, base_reached)
+        row["verdict"] = verdict(name, reached, x, baseline,
+                                 base_reached if base is not None else None)
         out.append(row)
     return out
 
 
 def verdict(name, reached, x, baseline=BASELINE, baseline_reached=True):
-    """Against :data:`GOAL`, for :data:`OURS` (others: '-')."""
+    """Against :data:`GOAL`, for :data:`OURS` (others: '-'); ``baseline_reached`` None: the
+    baseline did not run."""
     if not reached:
         return "did not reach the target"
     if name not in OURS:
         return "-"
     if not math.isfinite(x):
+        if baseline_reached is None:
+            return f"- ({baseline} not run)"
         return f"- ({baseline} absent)" if baseline_reached else f"- ({baseline} did not reach)"
     return "ok" if x >= NEED_X else f"MISS x{x:.2f}<{NEED_X:g}"
 
