@@ -263,3 +263,27 @@ def test_goals_table_shows_each_peer_ratio_with_its_round_range():
     assert cells[5:7] == ["6.00 (5.50-6.50)", "2.00 (1.90-2.10)"]
     assert cells[4].endswith("(numba)") and cells[9] == "miss (6.0x < 10x)"
     assert "not timed" in lines[3]
+
+
+def test_to_target_and_overhead_tables_show_ranges_and_verdicts(tmp_path):
+    import pandas as pd
+
+    target = pd.DataFrame([
+        {"depth": 2, "contestant": "numba", "seconds": 0.02, "seconds_low": 0.019,
+         "seconds_high": 0.025, "epochs": 158, "final_loss": 0.0992, "reached": True,
+         "x_torch": 18.0, "x_torch_low": 16.5, "x_torch_high": 19.0, "verdict": "ok"},
+        {"depth": 2, "contestant": "jax", "seconds": 0.8, "seconds_low": 0.7,
+         "seconds_high": 0.9, "epochs": 1000, "final_loss": 0.3, "reached": False,
+         "x_torch": math.nan, "x_torch_low": math.nan, "x_torch_high": math.nan,
+         "verdict": "did not reach the target"}])
+    lines = report.to_target_table(target).splitlines()
+    assert lines[2] == ("| 2 | numba | 0.020 (0.019-0.025) | 158 | 0.0992 | yes | "
+                        "18.0 (16.5-19.0) | ok |")
+    assert lines[3].split("|")[6:8] == [" no ", " - "]
+    over = pd.DataFrame([{"impl": "numba", "depth": 1, "batch": 1, "step_s": 20e-6,
+                          "step_prepared_s": 17e-6, "hook_s": 16e-6, "checks_s": 2.5e-6,
+                          "overhead_s": 4e-6, "share": 0.2, "share_low": 0.15,
+                          "share_high": 0.25, "verdict": "MISS 20%>=10%"}])
+    row = report.overhead_table(over).splitlines()[2]
+    assert row == ("| numba | 1 | 1 | 20 µs | 17 µs | 16 µs | 2.5 µs | 4 µs | "
+                   "20.0% (15.0%-25.0%) | MISS 20%>=10% |")

@@ -601,7 +601,8 @@ def machine_section(frame, results_dir, plots=True, heading="##"):
 
 
 def _csv_sections(results_dir, machine, heading):
-    """Markdown of ``results/<machine>/compare.csv`` and ``goals.csv`` when present: [lines]."""
+    """Markdown of ``results/<machine>/``'s compare.csv, goals.csv, to_target.csv and
+    overhead.csv, those present: [lines]."""
     import pandas as pd
 
     from .engine import header
@@ -626,7 +627,47 @@ def _csv_sections(results_dir, machine, heading):
                       f"machine {r['machine']}, commit {str(r['commit'])[:12]}, {r['threads']} "
                       f"threads, {r.get('versions', '')}; command `{r['command']}`.", "",
                       goals_table(g), ""]
+    for name, command, table in (("to_target.csv", "bpbench to-target", to_target_table),
+                                 ("overhead.csv", "bpbench overhead", overhead_table)):
+        path = os.path.join(results_dir, machine, name)
+        if not os.path.exists(path):
+            continue
+        t = pd.read_csv(path)
+        if len(t):
+            r = t.iloc[0]
+            lines += [f"{heading} `{command}` ({machine}/{name})", "",
+                      f"machine {r['machine']}, commit {str(r['commit'])[:12]}, {r['threads']} "
+                      f"threads, {r.get('versions', '')}; command `{r['command']}`.", "",
+                      table(t), ""]
     return lines
+
+
+def _range(row, key, fmt):
+    value, low, high = (row.get(k, math.nan) for k in (key, f"{key}_low", f"{key}_high"))
+    if not isinstance(value, float) or not math.isfinite(value):
+        return "-"
+    return f"{value:{fmt}} ({low:{fmt}}-{high:{fmt}})"
+
+
+def to_target_table(frame):
+    """Markdown of a ``bpbench to-target`` CSV: seconds of a whole run to the target loss,
+    epochs, and the speed-up over PyTorch's own loop (median of per-round ratios, range)."""
+    rows = [[int(r["depth"]), r["contestant"], _range(r, "seconds", ".3f"), int(r["epochs"]),
+             f"{r['final_loss']:.4f}", "yes" if r["reached"] else "no",
+             _range(r, "x_torch", ".1f"), r["verdict"]] for r in frame.to_dict("records")]
+    return _markdown(["depth", "contestant", "seconds (range)", "epochs", "final loss",
+                      "reached", "x torch (range)", "issue 11 (>= 10x torch)"], rows)
+
+
+def overhead_table(frame):
+    """Markdown of a ``bpbench overhead`` CSV: per-call time of step, step_prepared, the bare
+    hook and the checks alone; step's overhead over the hook and its share of the step."""
+    rows = [[r["impl"], int(r["depth"]), int(r["batch"]),
+             *[format_seconds(r[k]) for k in ("step_s", "step_prepared_s", "hook_s", "checks_s",
+                                              "overhead_s")],
+             _range(r, "share", ".1%"), r["verdict"]] for r in frame.to_dict("records")]
+    return _markdown(["impl", "depth", "batch", "step", "step_prepared", "hook", "checks alone",
+                      "step - hook", "share of step (range)", "issue 11 (< 10%)"], rows)
 
 
 def _ratio_cell(row, name):
@@ -708,6 +749,14 @@ def readme_block(results_dir="results"):
                           f"{(timed['verdict_peers'] == 'ok').sum()} of {len(timed)} against the "
                           "fastest peer (issue 12); the table is in "
                           "[results/README.md](results/README.md).", ""]
+        target_path = os.path.join(results_dir, machine, "to_target.csv")
+        if os.path.exists(target_path):
+            t = pd.read_csv(target_path)
+            if len(t):
+                lines += [f"`{t.iloc[0]['command']}` (commit `{str(t.iloc[0]['commit'])[:10]}`): "
+                          "seconds to train two spirals to loss 0.1, each contestant's own "
+                          "loop, and the speed-up over PyTorch eager's loop (range over rounds).",
+                          "", to_target_table(t), ""]
     return lines
 
 
