@@ -140,6 +140,8 @@ MUTANTS = [
       "return loss, [(dW.copy(), db.copy()) for dW, db in buf.grads]",
       "return loss, [(dW, db) for dW, db in buf.grads]"),
     # ---------------------------------------------------------------- numba (and numba_parallel)
+    # the kernels: hand loops (_hand_*, batches below blas_min) and BLAS tiles (_blas_program);
+    # _bias_step serves both paths, so its per-path faults sit at the call sites
     M("numba", "relu-derivative", "relu' = 1 everywhere (hand loops)",
       "return one if a > 0 else one - one", "return one"),
     M("numba", "tanh-derivative", "tanh' = 1 - a (hand loops)",
@@ -147,35 +149,64 @@ MUTANTS = [
     M("numba", "sigmoid-derivative", "sigmoid' = a (hand loops)",
       "        return a * (one - a)\n", "        return a\n"),
     M("numba", "relu-derivative-blas", "relu' = 1 everywhere (BLAS path)",
-      "d[j] = d[j] if a[j] > zero else zero", "d[j] = d[j]"),
+      "D[i, j] = D[i, j] if A[i, j] > zero else zero", "D[i, j] = D[i, j]"),
     M("numba", "tanh-derivative-blas", "tanh' = 1 - a (BLAS path)",
-      "d[j] *= one - a[j] * a[j]", "d[j] *= one - a[j]"),
+      "D[i, j] *= one - A[i, j] * A[i, j]", "D[i, j] *= one - A[i, j]"),
     M("numba", "sigmoid-derivative-blas", "sigmoid' = a (BLAS path)",
-      "d[j] *= a[j] * (one - a[j])", "d[j] *= a[j]"),
+      "D[i, j] *= A[i, j] * (one - A[i, j])", "D[i, j] *= A[i, j]"),
     M("numba", "mse-scale", "mse gradient (out - y) / (B K) instead of 2 (out - y) / (B K)",
       "scale = 2.0 / (B * K)", "scale = 1.0 / (B * K)"),
     M("numba", "cross-entropy-scale", "cross-entropy gradient not divided by B",
       "inv_b = 1.0 / B", "inv_b = 1.0"),
-    M("numba", "bias-update", "bias update without the learning rate (hand loops)",
-      "        for j in range(n_out):\n            b[j] -= lr * db[j]",
-      "        for j in range(n_out):\n            b[j] -= db[j]"),
-    M("numba", "bias-update-blas", "bias update without the learning rate (BLAS path)",
-      "    for j in range(b.shape[0]):\n        b[j] -= lr * db[j]",
-      "    for j in range(b.shape[0]):\n        b[j] -= db[j]"),
-    M("numba", "transposed-product", "dH = dZ W instead of dZ W^T (BLAS path)",
-      "_gemm(dZ, False, W, True, dH, 1.0, 0.0)", "_gemm(dZ, False, W, False, dH, 1.0, 0.0)"),
-    M("numba", "update-sign", "W += lr H^T dZ (hand loops)",
-      "_add_outer_row(w, h, dZ, -lr)", "_add_outer_row(w, h, dZ, lr)"),
-    M("numba", "update-sign-blas", "W += lr H^T dZ (BLAS path)",
-      "_gemm(H, True, dZ, False, W, -lr, 1.0)", "_gemm(H, True, dZ, False, W, lr, 1.0)"),
-    M("numba", "gather-off-by-one", "batch row r gathered from order[start + r - 1]",
-      "src = order[start + r]", "src = order[start + r - 1]"),
+    M("numba", "bias-update", "bias update without the learning rate (hand loops: _bias_step "
+      "called with lr = 1)",
+      "_bias_step(dZ, b, db, _ZERO, n_out, lr_t, mode)",
+      "_bias_step(dZ, b, db, _ZERO, n_out, theta.dtype.type(1), mode)"),
+    M("numba", "bias-update-blas", "bias update without the learning rate (BLAS path: "
+      "_bias_step called with lr = 1)",
+      "_bias_step(dZ, b, db, j0, j1, lr_t, mode)",
+      "_bias_step(dZ, b, db, j0, j1, theta.dtype.type(1), mode)"),
+    M("numba", "transposed-product",
+      "dH = dZ W[rows]^T with W's block read in the transpose's layout, (n_out, n_in), "
+      "instead of its own (BLAS path)",
+      "gemm(_NO, _YES, B, p1 - p0, n_out, 1.0, ws, dz_at, n_out, theta,\n"
+      "                     w_at + p0 * n_out, n_out, 0.0, ws, dh_at + p0, n_in)",
+      "gemm(_NO, _NO, B, p1 - p0, n_out, 1.0, ws, dz_at, n_out, theta,\n"
+      "                     w_at + p0, n_in, 0.0, ws, dh_at + p0, n_in)"),
+    M("numba", "update-sign", "W += lr H^T dZ (hand loops: the rows taken in pairs and the "
+      "odd last one)",
+      "h0, h1 = -lr * H[i, p], -lr * H[i + 1, p]\n"
+      "                for j in range(n_out):\n"
+      "                    W[p, j] += h0 * dZ[i, j] + h1 * dZ[i + 1, j]\n"
+      "                i += 2\n"
+      "            if i < B:\n"
+      "                h0 = -lr * H[i, p]\n",
+      "h0, h1 = lr * H[i, p], lr * H[i + 1, p]\n"
+      "                for j in range(n_out):\n"
+      "                    W[p, j] += h0 * dZ[i, j] + h1 * dZ[i + 1, j]\n"
+      "                i += 2\n"
+      "            if i < B:\n"
+      "                h0 = lr * H[i, p]\n"),
+    M("numba", "update-sign-blas", "W += lr H^T dZ (BLAS path: the update riding on the "
+      "weight-gradient gemm)",
+      "gemm(_YES, _NO, p1 - p0, n_out, B, -lr, flat_h,",
+      "gemm(_YES, _NO, p1 - p0, n_out, B, lr, flat_h,"),
+    M("numba", "gather-off-by-one", "epoch batch row i gathered from order[start + i - 1]",
+      "            src = order[start + i]\n            for j in range(X_all.shape[1]):",
+      "            src = order[start + i - 1]\n            for j in range(X_all.shape[1]):"),
     M("numba", "no-epoch-fast-path", "run_epoch falls back to the Python loop of steps",
       '        """The whole epoch in one compiled call: the same kernel and batches as the '
       'Python loop."""\n',
       '        """The whole epoch in one compiled call: the same kernel and batches as the '
       'Python loop."""\n        return Implementation._run_epoch(self, X, y, order, batch_size, '
       'lr)\n', path="impls/_numba_host.py"),
+    M("numba", "bias-prefill-blas", "forward BLAS tiles: the bias pre-fill stops one column "
+      "short (each tile's last column keeps the workspace's old contents under beta = 1)",
+      "_fill_bias_cols(Z, b, j0, j1)\n", "_fill_bias_cols(Z, b, j0, j1 - 1)\n"),
+    M("numba", "backward-row-tile-edge", "backward BLAS row tiles: every tile but the first "
+      "skips its first row of W (no dH column, no update; invisible with one tile)",
+      "            p0, p1 = _split(n_in, n_rt, c)\n",
+      "            p0, p1 = _split(n_in, n_rt, c)\n            p0 += min(c, 1)\n"),
     # ---------------------------------------------------------------- cuda
     M("cuda", "relu-derivative", "relu' = 1 everywhere",
       "return one if a > zero else zero", "return one",
