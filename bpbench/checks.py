@@ -141,6 +141,23 @@ def check_targets(net, y, batch_size, name="y"):
 
 def check_batch(net, X, y):
     """(X, y) checked against each other and the network."""
+    # The arrays a training loop passes are usually already what the checks return (ndarrays
+    # of the right dtype and shape, C-contiguous, aligned, writeable: ``flags.carray``): then
+    # only their values are checked, in the order and with the messages of the general path
+    # below (``bpbench overhead`` measures what this saves per step).
+    if (type(X) is np.ndarray and type(y) is np.ndarray and X.ndim == 2 and X.dtype == net.dtype
+            and X.flags.carray and y.flags.carray):
+        B = X.shape[0]
+        if B and X.shape[1] == net.sizes[0]:
+            if net.loss == "cross_entropy":
+                if y.dtype == _INT64 and y.shape == (B,):
+                    _require_finite(X, "X")
+                    _require_labels(y, net.sizes[-1], "y")
+                    return X, y
+            elif y.dtype == net.dtype and y.shape == (B, net.sizes[-1]):
+                _require_finite(X, "X")
+                _require_finite(y, "y")
+                return X, y
     X = check_inputs(net, X, "X")
     return X, check_targets(net, y, X.shape[0], "y")
 

@@ -75,3 +75,55 @@ def test_clean_regression_targets_are_checked_for_finite_values():
     with pytest.raises(ValueError, match=re.escape("y must be finite, found 1 non-finite value(s) "
                                                    "(first at flat index 5)")):
         checks.check_targets(NET_MSE, Y, 2)
+
+
+def _batch_error(X, y, net):
+    """The oracle for a batch: X's problem first, then y's (the documented order)."""
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+    bad = np.flatnonzero(~np.isfinite(X.ravel()))
+    if len(bad):
+        return (f"X must be finite, found {len(bad)} non-finite value(s) "
+                f"(first at flat index {bad[0]})")
+    if net.loss == "cross_entropy":
+        return _label_error(y, net.sizes[-1])
+    bad = np.flatnonzero(~np.isfinite(y.ravel()))
+    if len(bad):
+        return (f"y must be finite, found {len(bad)} non-finite value(s) "
+                f"(first at flat index {bad[0]})")
+    return None
+
+
+@pytest.mark.parametrize("net", [NET, NET_MSE], ids=["cross_entropy", "mse"])
+@pytest.mark.parametrize("case", ["clean", "bad X", "bad y", "both bad"])
+def test_check_batch_fast_path_refuses_what_the_general_path_refuses(net, case):
+    """check_batch on arrays that are already clean (its fast path) against the oracle, and
+    against the same values as lists (the general path): same refusals, same messages; a clean
+    batch comes back as the very same arrays, anything else as clean copies."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((4, 5)).astype(net.dtype)
+    y = (rng.integers(0, 3, 4) if net.loss == "cross_entropy"
+         else rng.standard_normal((4, 3)).astype(net.dtype))
+    if case in ("bad X", "both bad"):
+        X[2, 1] = np.nan
+    if case in ("bad y", "both bad"):
+        if net.loss == "cross_entropy":
+            y[3] = 3
+        else:
+            y[0, 2] = np.inf
+    expected = _batch_error(X, y, net)
+    assert (expected is None) == (case == "clean")
+    read_only = X.copy()
+    read_only.flags.writeable = False
+    for given_X, given_y in ((X, y), (X.tolist(), y.tolist()), (read_only, y)):
+        if expected is None:
+            out_X, out_y = checks.check_batch(net, given_X, given_y)
+            np.testing.assert_array_equal(out_X, X)
+            np.testing.assert_array_equal(out_y, y)
+            assert out_X.flags.carray and out_y.flags.carray and out_X.dtype == net.dtype
+            if given_X is X:
+                assert out_X is X and out_y is y  # nothing to convert: nothing copied
+            else:
+                assert out_X is not given_X
+        else:
+            with pytest.raises(ValueError, match=re.escape(expected)):
+                checks.check_batch(net, given_X, given_y)
