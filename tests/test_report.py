@@ -206,6 +206,7 @@ def write_compare(root, machine="box"):
     import pandas as pd
 
     (root / machine).mkdir(parents=True, exist_ok=True)
+    (root / machine / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
     rows = []
     for impl, b1, b64 in [("numpy", 3e-5, 1e-4), ("numba", 1e-5, 2e-4)]:
         for batch, median in [(1, b1), (64, b64)]:
@@ -226,6 +227,11 @@ def test_readme_block_is_the_depth_two_grid_with_its_provenance(tmp_path):
                          "| 64 | 100 µs | 200 µs | **numpy** |"]
     assert "9.0" not in text and "9 s" not in text
     assert report.readme_block(str(tmp_path / "none")) == []
+    # results/local/ (a user's own runs, no machine.json) is not a machine: left out
+    write_compare(tmp_path, machine="local")
+    (tmp_path / "local" / "machine.json").unlink()
+    (tmp_path / "local" / "goals.csv").write_text("old,columns\n1,2\n")
+    assert "**local**" not in "\n".join(report.readme_block(str(tmp_path)))
 
 
 def test_update_readme_replaces_only_the_marked_block(tmp_path):

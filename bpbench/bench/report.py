@@ -716,7 +716,9 @@ def readme_block(results_dir="results"):
     lines = []
     for machine in sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []:
         path = os.path.join(results_dir, machine, "compare.csv")
-        if not os.path.exists(path):
+        # a machine's folder has asv's machine.json (results/local/, a user's own runs, not)
+        if not (os.path.exists(path)
+                and os.path.exists(os.path.join(results_dir, machine, "machine.json"))):
             continue
         frame = pd.read_csv(path)
         ok = frame[frame["status"] == "ok"]
