@@ -26,8 +26,6 @@
 
 from __future__ import annotations
 
-from bpbench.bench.target import TARGET_LOSS, TARGET_LR, TARGET_MAX_EPOCHS, target_problem
-
 
 def _contestants():
     """The one contestant list (``bpbench.bench.points.contestants``), read without SciPy's cost
@@ -50,8 +48,10 @@ DTYPE = "float32"
 MEM_WIDTH = 1024
 MEM_BATCH = 4096
 
-# time to target: TARGET_LOSS, TARGET_LR, TARGET_MAX_EPOCHS and target_problem come from
-# bpbench.bench.target (imported above), where ``bpbench to-target`` finds them too
+# time to target: the problem and its constants come from bpbench.bench.target (where
+# ``bpbench to-target`` finds them too), imported where they are used: asv runs this folder
+# against older commits' libraries too, and a module-level import of a newer module would fail
+# every benchmark of such a commit, not only the time to target
 
 
 class StepTiming:
@@ -179,6 +179,7 @@ def train_to_target(impl, net, X, y, batch):
     """
     from bpbench import train
     from bpbench.bench import peers, points
+    from bpbench.bench.target import TARGET_LOSS, TARGET_LR, TARGET_MAX_EPOCHS
 
     model = points.make_model(impl, net, net.init(seed=0))
     if impl in peers.PEERS:
@@ -212,6 +213,8 @@ def target_problem_for(impl, depth, batch):
     reason = target_skip(impl)
     if reason:
         raise NotImplementedError(reason)
+    from bpbench.bench.target import target_problem
+
     problem = target_problem(depth)
     target_epochs[key] = len(train_to_target(impl, *problem, batch))
     _problems[key] = problem

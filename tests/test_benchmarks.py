@@ -110,3 +110,27 @@ def test_suite_names_every_contestant():
 
     assert common.IMPLS == points.contestants()
     assert set(peers.names()) <= set(common.IMPLS) and "numpy" in common.IMPLS
+
+
+def test_suite_modules_import_nothing_of_bpbench_at_module_level():
+    """asv runs this checkout's benchmarks/ against other commits' libraries (asv continuous
+    BASE HEAD): a module-level import of a bpbench module that an older commit lacks would fail
+    every benchmark of that commit. The suite's modules import only each other at module level
+    (bpbench is imported inside functions)."""
+    import ast
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks")
+    found = []
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(folder, name)) as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                found += [(name, a.name) for a in node.names if a.name.startswith("bpbench")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bpbench"):
+                found.append((name, node.module))
+    assert len([n for n in os.listdir(folder) if n.endswith(".py")]) >= 6
+    assert found == []
