@@ -41,6 +41,7 @@ def test_config_says_what_the_suite_needs():
     # the HTML site outside results/ (asv scans results/ for result files and warns)
     assert not os.path.abspath(conf["html_dir"]).startswith(os.path.abspath(conf["results_dir"]))
     assert conf["matrix"]["env_nobuild"]["PYTHONHASHSEED"] == ["0"]
+    assert conf["matrix"]["env_nobuild"]["BPBENCH_THREADS"] == ["1"]
     assert conf["launch_method"] == "spawn"  # CUDA cannot run in a forked child
     assert conf["environment_type"] == "virtualenv"
 

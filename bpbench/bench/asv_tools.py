@@ -3,9 +3,11 @@
 ``bpbench asv ARGS...`` runs ``python -m asv ARGS...`` after registering this machine
 (:func:`bpbench.bench.machine.register`: the name is derived from the hardware) and adds
 ``--machine <name>`` to the asv commands that take one, so results land under the right name
-without anyone typing it. It also fixes the thread count of the benchmark processes
-(``BPBENCH_THREADS``, default: every core) so that it is the same in every round and commit.
-``PYTHONHASHSEED`` is fixed by ``asv.conf.json`` (``matrix.env_nobuild``).
+without anyone typing it. The benchmark processes get ``PYTHONHASHSEED=0`` and
+``BPBENCH_THREADS=1`` from ``asv.conf.json`` (``matrix.env_nobuild``, which takes precedence
+over the caller's environment: the same in every round and commit; the reason for one thread is
+in that file). The asv process itself gets the run's thread count (``BPBENCH_THREADS``,
+default every core) for anything it runs outside the matrix.
 
 ``bpbench noise`` benchmarks one commit twice (two ``asv run``s into a temporary folder, the same
 commit, this checkout's environment) and prints, per point, the two medians, their ratio and the
