@@ -442,6 +442,19 @@ def write_csv(frame, path):
     return path
 
 
+def finish_table(frame, record, path):
+    """The end of a measuring command: print :func:`busy_note` if any, add the ``versions``
+    column from ``record`` (after the rows' own provenance columns), write the CSV to ``path``
+    and say where; returns the path."""
+    note = busy_note()
+    if note:
+        print(note)
+    frame.insert(len(frame.columns), "versions", record["versions"])
+    path = write_csv(frame, path)
+    print(f"wrote {path}")
+    return path
+
+
 def header(record_or_frame):
     """One line: machine, commit, threads, versions (from a provenance record or a frame)."""
     r = record_or_frame

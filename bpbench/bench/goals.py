@@ -323,10 +323,5 @@ def run(args):
     print(f"issue 11: {(timed['verdict_torch'] == 'ok').sum()} of {len(timed)} points meet the "
           f"goals; issue 12: {(timed['verdict_peers'] == 'ok').sum()} of {len(timed)}; "
           f"{engine.header(record)}")
-    note = engine.busy_note()
-    if note:
-        print(note)
-    frame.insert(len(frame.columns), "versions", record["versions"])
-    path = engine.write_csv(frame, args.out)
-    print(f"wrote {path}")
+    engine.finish_table(frame, record, args.out)
     return 0

@@ -226,10 +226,5 @@ def run(args):
     ok = int((frame["verdict"] == "ok").sum())
     print(f"issue 11 (overhead < 10% of the step): {ok} of {len(frame)} rows; "
           f"{engine.header(record)}")
-    note = engine.busy_note()
-    if note:
-        print(note)
-    frame.insert(len(frame.columns), "versions", record["versions"])
-    path = engine.write_csv(frame, args.out)
-    print(f"wrote {path}")
+    engine.finish_table(frame, record, args.out)
     return 0

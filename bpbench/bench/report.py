@@ -670,13 +670,6 @@ def overhead_table(frame):
                       "step - hook", "share of step (range)", "issue 11 (< 10%)"], rows)
 
 
-def _ratio_cell(row, name):
-    x = row.get(f"x_{name}", math.nan)
-    if not isinstance(x, float) or not math.isfinite(x):
-        return "-"
-    return f"{x:.2f} ({row[f'x_{name}_low']:.2f}-{row[f'x_{name}_high']:.2f})"
-
-
 def goals_table(frame):
     """Markdown of a ``bpbench goals`` CSV: best bpbench step, per peer the speed-up, verdicts.
 
@@ -695,7 +688,7 @@ def goals_table(frame):
             continue
         rows.append([r["dtype"], int(r["width"]), int(r["depth"]), int(r["batch"]),
                      f"{format_seconds(best)} ({r['best']})",
-                     *[_ratio_cell(r, p) for p in present],
+                     *[_range(r, f"x_{p}", ".2f") for p in present],
                      f"{r.get('x_floor', math.nan):.2f}", f"{r.get('x_roofline', math.nan):.2f}",
                      r.get("verdict_torch", "-"), r.get("verdict_peers", "-")])
     head = ["dtype", "width", "depth", "batch", "best bpbench step", *[f"x {p}" for p in present],

@@ -280,10 +280,5 @@ def run(args):
     judged = frame[frame["contestant"].isin(OURS)]
     print(f"issue 11 (>= {NEED_X:g}x torch to the target): {(judged['verdict'] == 'ok').sum()} "
           f"of {len(judged)} rows; {engine.header(record)}")
-    note = engine.busy_note()
-    if note:
-        print(note)
-    frame.insert(len(frame.columns), "versions", record["versions"])
-    path = engine.write_csv(frame, args.out)
-    print(f"wrote {path}")
+    engine.finish_table(frame, record, args.out)
     return 0
