@@ -1,7 +1,9 @@
 """The one timing engine, the thread setting, the machine name: checked against outside answers."""
 
+import functools
 import math
 import os
+import subprocess
 import time
 
 import numpy as np
@@ -146,6 +148,27 @@ def test_provenance_names_commit_machine_threads_versions_and_command():
     assert record["machine"] == machine.name() and record["command"] == "bpbench compare"
     assert record["numpy"] == np.__version__ and record["threads"].isdigit()
     assert len(record["commit"].split("+")[0]) == 40
+
+
+def test_commit_is_dirty_for_changed_code_but_not_for_rewritten_results(tmp_path, monkeypatch):
+    # a throwaway repository with a tracked source file and a tracked result file; the answer
+    # comes from git's own HEAD, not from bpbench
+    monkeypatch.delenv("BPBENCH_COMMIT", raising=False)
+    run = functools.partial(subprocess.run, cwd=tmp_path, check=True, capture_output=True)
+    run(["git", "init", "-q"])
+    (tmp_path / "results" / "m").mkdir(parents=True)
+    (tmp_path / "results" / "m" / "goals.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    run(["git", "add", "."])
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"])
+    head = run(["git", "rev-parse", "HEAD"], text=True).stdout.strip()
+    assert engine.commit(str(tmp_path)) == head
+    (tmp_path / "results" / "m" / "goals.csv").write_text("b\n")  # what measuring does
+    (tmp_path / "results" / "m" / "new.csv").write_text("c\n")
+    assert engine.commit(str(tmp_path)) == head
+    (tmp_path / "code.py").write_text("x = 2\n")  # what changes the measured code
+    assert engine.commit(str(tmp_path)) == head + "+dirty"
+    assert engine.commit(str(tmp_path / "nowhere")) is None
 
 
 def test_every_consumer_times_through_the_one_engine():

@@ -345,27 +345,34 @@ def _version(dist):
         return None
 
 
-def _git(*args):
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _git(*args, cwd=_ROOT):
     try:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                              timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def commit():
-    """The checkout's commit hash, with ``+dirty`` when tracked files differ; None outside git.
+def commit(root=_ROOT):
+    """The commit hash of the checkout at ``root`` (bpbench's own by default), with ``+dirty``
+    when tracked files outside ``results/`` differ; None outside git.
 
+    ``results/`` is left out because measuring writes there: ``scripts/regenerate-results``
+    rewrites the committed ``results/<machine>/`` files one after the other, and the code that
+    is measured is the same whether or not the previous file has been rewritten yet.
     An environment variable ``BPBENCH_COMMIT`` (set by asv wrappers) wins.
     """
     if os.environ.get("BPBENCH_COMMIT"):
         return os.environ["BPBENCH_COMMIT"]
-    head = _git("rev-parse", "HEAD")
+    head = _git("rev-parse", "HEAD", cwd=root)
     if head is None:
         return None
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 ":(exclude)results", cwd=root)
     return head + ("+dirty" if dirty else "")
 
 
