@@ -17,18 +17,24 @@ two commits,
 against that clone (the benchmark environment is this checkout's ``.asv/env``, built once and
 reused; results go to the temporary folder), and reports what asv flagged ("+": slower, "-":
 faster), whether that is what the acceptance expects, and how long the compare took. Exit
-status 0 when every run met the expectation. Nothing in this checkout is changed (logs go to
-``results/local/``, which git ignores). Each run prints the load average around it: a load above
-the core count means other processes shared the cores, and the run says little about the suite.
+status 0 when every run met the expectation. Nothing in this checkout is changed: the logs and
+asv's result files of each run (every sample of both commits) go to ``results/local/``, which
+git ignores, and each flagged point is printed with the medians of its samples in time order (a
+slice far from the others is one unlucky benchmark process, not the code). Each run prints the
+load average around it: a load above the core count means other processes shared the cores, and
+the run says little about the suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import itertools
 import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,6 +113,43 @@ def judge(kind, rows):
     return ok, why
 
 
+def keep_results(tmp, name):
+    """Copy asv's result files of one run (every sample of both commits, in the order asv took
+    them) to ``results/local/<name>/``, where a flagged point can be looked at afterwards; the
+    folder's path."""
+    dest = os.path.join(ROOT, "results", "local", name)
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(os.path.join(tmp, "results"), dest, ignore=shutil.ignore_patterns("*.log"),
+                    dirs_exist_ok=True)
+    return dest
+
+
+def sample_medians(kept, bench, commits, slices=4):
+    """[(commit, [median of each slice])] of one flagged point (``bench`` as asv prints it,
+    ``module.Class.method(params)``): each commit's samples cut into ``slices`` consecutive
+    slices. With ``--interleave-rounds`` the samples are appended round after round, so the
+    slices are roughly the rounds: a slice far from the others is one unlucky process."""
+    name, _, params = bench.partition("(")
+    wanted = tuple(p.strip() for p in params.rstrip(")").split(","))
+    found = []
+    for path in glob.glob(os.path.join(kept, "*", "*.json")):
+        with open(path) as f:
+            data = json.load(f)
+        commit = data.get("commit_hash", "")
+        if commit[:8] not in {c[:8] for c in commits} or name not in data.get("results", {}):
+            continue
+        # asv leaves trailing columns out of a row when they are empty: not strict
+        result = dict(zip(data["result_columns"], data["results"][name], strict=False))
+        combos = list(itertools.product(*result["params"]))
+        if wanted not in combos or not result.get("samples"):
+            continue
+        samples = result["samples"][combos.index(wanted)] or []
+        size = max(1, -(-len(samples) // slices))
+        found.append((commit, [statistics.median(samples[i:i + size])
+                               for i in range(0, len(samples), size)]))
+    return sorted(found, key=lambda item: [c[:8] for c in commits].index(item[0][:8]))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("aa", "planted"))
@@ -150,6 +193,7 @@ def main(argv=None):
                 f.write(text)
             rows = flagged(text)
             ok, why = judge(args.kind, rows)
+            kept = keep_results(tmp, f"acceptance-{args.kind}-{run}")
             if "Traceback" in text or out.returncode not in (0, 1):
                 ok, why = False, f"asv failed (exit {out.returncode}); see the log"
             results.append(ok)
@@ -157,6 +201,9 @@ def main(argv=None):
                   f"{minutes:.1f} min; {load}", flush=True)
             for sign, ratio, bench in rows:
                 print(f"    {sign} {ratio:>6} {bench}")
+                for commit, medians in sample_medians(kept, bench, (a, b)):
+                    print(f"        {commit[:8]}: " + ", ".join(f"{m * 1e6:.4g}" for m in medians)
+                          + " us (medians of the samples in time order, in 4 slices)")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"{sum(results)} of {len(results)} {args.kind} runs as expected "
