@@ -65,16 +65,20 @@ class StepTiming:
     median's robustness, and that needs the process-to-process spread (thread placement, BLAS
     pools waking up, memory layout) inside the samples:
 
-    - ``rounds = 4``: each round is a new process per point; asv pools the samples of all
-      rounds, so one unlucky process moves the pooled median little. With one round a single
-      process decided a point, and ``asv continuous`` raised false alarms (issue 10);
-    - ``repeat = (10, 25, 0.4)``: 10 to 25 samples per process, at most 0.4 s, so the four
+    - ``rounds = 6``: each round is a new process per point; asv pools the samples of all
+      rounds, so up to two unlucky processes (a third of the samples) leave the pooled median
+      inside the good processes' spread. With one round a single process decided a point, and
+      ``asv continuous`` raised false alarms (issue 10); with four, a disturbance of the shared
+      machine that slowed half of one commit's processes of a point by 20-50% still did
+      (``scripts/asv_acceptance.py aa``: numba (4, 1) at 16ffdc5, numpy (1, 1) and (1, 32) at
+      2cc961c);
+    - ``repeat = (10, 25, 0.4)``: 10 to 25 samples per process, at most 0.4 s, so the
       processes weigh about the same and the step grid compares two commits, interleaved, in
       under ten minutes on two cores (the process start, not the timing, is most of the cost);
     - ``warmup_time``: short, ``setup`` has already warmed up (compiled) the point.
     """
 
-    rounds = 4
+    rounds = 6
     repeat = (10, 25, 0.4)
     warmup_time = 0.05
     timeout = 300
