@@ -11,9 +11,8 @@
   registered implementation, then every peer), so a new peer appears here by itself; every name
   is a parameter value on every machine, so results line up across machines and commits; what
   cannot run here is skipped.
-- Threads: ``$BPBENCH_THREADS`` (1 in ``asv.conf.json``'s matrix), else every core;
-  ``TrackThreads`` records the count each run used. A process that uses fewer threads than
-  the machine has cores runs on the last CPUs (:func:`bpbench.bench.threads.pin_last`).
+- Threads: ``$BPBENCH_THREADS``, else every core (``bpbench asv`` sets it explicitly);
+  ``TrackThreads`` records the count each run used.
 - Skips: asv's mechanism, ``NotImplementedError`` raised in ``setup`` (asv prints the reason):
   an implementation unavailable here (no GPU, PyTorch not installed) or a pure-Python point
   that would take minutes (:func:`bpbench.bench.points.skip_reason`).
@@ -118,7 +117,6 @@ def point(impl, depth, batch, width=WIDTH, dtype=DTYPE, *, warm_batch=None, chec
         return _points[key]
     from bpbench.bench import engine, points
 
-    place()
     net = points.grid_net(depth, width, dtype)
     skip_if_unavailable(impl, net, batch)
     if warm_batch is not None and warm_batch != batch and is_compiled_peer(impl):
@@ -128,15 +126,6 @@ def point(impl, depth, batch, width=WIDTH, dtype=DTYPE, *, warm_batch=None, chec
     _points[key] = engine.checked_point(impl, net, batch, warm_batch=warm_batch,
                                         check_rows=check_rows)
     return _points[key]
-
-
-def place():
-    """Keep this benchmark process off the low CPUs when it uses fewer threads than the machine
-    has cores (:func:`bpbench.bench.threads.pin_last` says why). Called before a point is
-    built, so every thread pool started afterwards inherits the placement."""
-    from bpbench.bench import threads as pools
-
-    pools.pin_last(pools.resolve())
 
 
 def threads():
@@ -155,7 +144,6 @@ def grid_rates():
     """
     from bpbench.bench.compare import run_grid
 
-    place()
     frame = run_grid(IMPLS, DEPTHS, BATCHES, WIDTH, DTYPE, progress=False, timing="track",
                      roofline=False)
     # plain Python values: the track processes unpickle this without importing pandas
@@ -231,7 +219,6 @@ def target_problem_for(impl, depth, batch):
         raise NotImplementedError(reason)
     from bpbench.bench.target import target_problem
 
-    place()
     problem = target_problem(depth)
     target_epochs[key] = len(train_to_target(impl, *problem, batch))
     _problems[key] = problem

@@ -10,15 +10,18 @@ processes. Each round starts, for each placement and each of four step points of
 batches 1 and 32), one fresh process with ``BPBENCH_THREADS=1`` and ``PYTHONHASHSEED=0`` (as
 ``asv.conf.json`` sets them). The process places itself:
 
-- ``none``: wherever the scheduler puts it (what the suite did before 8e2e73d's successor);
-- ``first``: pinned to the first CPU it may use;
-- ``last``: pinned to the last one (``bpbench.bench.threads.pin_last(1)``, what the suite does).
+- ``none``: wherever the scheduler puts it (what the asv suite does);
+- ``first``: pinned to the first CPU it may use (on the 2-core CI VM, CPU 0 takes the memory
+  balloon's interrupts);
+- ``last``: pinned to the last one.
 
 It then builds the point as the suite does (checked against the reference, warmed up) and times
 ``Point.step`` through the engine in 25 samples of >= 10 ms (asv's sample size here). The
 table gives, per placement, how many processes ran >= 10% and >= 30% slower than the point's
 median over every process, and the 90th percentile of those ratios. Rows go to
-``results/local/cpu_placement.csv`` (git-ignored). Run it on an otherwise idle machine.
+``results/local/cpu_placement.csv`` (git-ignored), with each process's round, so bursts of
+slow processes show up as rounds. Run it on an otherwise idle machine. What it found is in
+docs/measurements.md ("Where the slow processes come from").
 """
 
 from __future__ import annotations

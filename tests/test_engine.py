@@ -1,11 +1,9 @@
 """The one timing engine, the thread setting, the machine name: checked against outside answers."""
 
 import functools
-import json
 import math
 import os
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -122,51 +120,6 @@ def test_apply_sets_every_blas_pool_and_the_peer_gets_the_same_count():
             assert torch.get_num_threads() == 1
     finally:
         pools.apply()
-
-
-PIN_CHILD = """
-import json, os, sys
-sys.path.insert(0, sys.argv[2])
-from bpbench.bench import threads
-os.sched_setaffinity(0, set(json.loads(sys.argv[3])))
-if sys.argv[1] == "suite":
-    from benchmarks import common
-    common.point("numpy", 1, 1)  # what an asv step benchmark's setup does
-    now = sorted(os.sched_getaffinity(0))
-else:
-    now = threads.pin_last(int(sys.argv[1]))
-print(json.dumps([now, sorted(os.sched_getaffinity(0))]))
-"""
-
-
-def _pinned(n, cpus, **env):
-    """(what pin_last returned, the mask the OS reports) in a fresh process started on ``cpus``
-    (a child, so this test process keeps its own mask)."""
-    out = subprocess.run([sys.executable, "-c", PIN_CHILD, str(n), ROOT, json.dumps(cpus)],
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, **env})
-    return json.loads(out.stdout)
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs CPU affinity and two CPUs")
-def test_pin_last_keeps_the_highest_cpus_and_leaves_a_whole_machine_alone():
-    cpus = sorted(os.sched_getaffinity(0))
-    assert _pinned(1, cpus) == [[cpus[-1]], [cpus[-1]]]
-    assert _pinned(len(cpus), cpus) == [cpus, cpus]
-    assert _pinned(len(cpus) + 3, cpus) == [cpus, cpus]
-    # counted within the mask the process was given (taskset), not the machine's numbering
-    assert _pinned(1, cpus[:2]) == [[cpus[1]], [cpus[1]]]
-    assert _pinned(1, cpus[:1]) == [cpus[:1], cpus[:1]]
-    # the asv suite places its processes by the run's thread count
-    assert _pinned("suite", cpus, BPBENCH_THREADS="1")[1] == [cpus[-1]]
-    assert _pinned("suite", cpus, BPBENCH_THREADS=str(len(cpus)))[1] == cpus
-
-
-@pytest.mark.parametrize("n", [0, -1, 1.5, True, "1", None])
-def test_pin_last_refuses_what_is_not_a_positive_int(n):
-    with pytest.raises(ValueError, match="n must be"):
-        pools.pin_last(n)
 
 
 # ---------------------------------------------------------------------------- machine

@@ -61,27 +61,6 @@ def resolve(threads=None):
 _applied = None
 
 
-def pin_last(n):
-    """Restrict this process to the last ``n`` CPUs it may run on; the CPUs it may use now.
-
-    For measurements that use fewer threads than the machine has cores (the asv suite runs one
-    thread per contestant): a process left to the scheduler migrates, and the kernel and the
-    hypervisor's devices do their work on the low CPUs (on the 2-core CI VM, CPU 0 takes the
-    memory balloon's interrupts), so a benchmark process stays on the last ones. How much that
-    buys: ``scripts/cpu_placement.py``, figures in docs/measurements.md. Threads the process
-    creates afterwards (BLAS, Numba and XLA pools) inherit the mask. Nothing changes when
-    ``n`` covers every allowed CPU or the OS has no affinity (then None).
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cpus = sorted(os.sched_getaffinity(0))
-    if n < len(cpus):
-        os.sched_setaffinity(0, cpus[-n:])
-    return sorted(os.sched_getaffinity(0))
-
-
 def apply(threads=None):
     """Set every loaded thread pool to ``resolve(threads)`` threads; returns the count.
 
