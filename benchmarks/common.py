@@ -65,20 +65,21 @@ class StepTiming:
     median's robustness, and that needs the process-to-process spread (thread placement, BLAS
     pools waking up, memory layout) inside the samples:
 
-    - ``rounds = 6``: each round is a new process per point; asv pools the samples of all
-      rounds, so up to two unlucky processes (a third of the samples) leave the pooled median
-      inside the good processes' spread. With one round a single process decided a point, and
-      ``asv continuous`` raised false alarms (issue 10); with four, a disturbance of the shared
-      machine that slowed half of one commit's processes of a point by 20-50% still did
-      (``scripts/asv_acceptance.py aa``: numba (4, 1) at 16ffdc5, numpy (1, 1) and (1, 32) at
-      2cc961c);
+    - ``rounds = 8``: each round is a new process per point; asv pools the samples of all
+      rounds. On the 2-core CI VM about one benchmark process in twenty runs 15-75% slow as a
+      whole (all its samples; the shared machine, not the code), and a point is falsely
+      flagged when half of one commit's processes are such (``scripts/asv_acceptance.py aa``
+      prints each commit's samples round by round). With one round a single process decided a
+      point; with four, two slow processes of a point did (A/A runs at 16ffdc5 and 2cc961c);
+      with six, three (976f501: numpy (4, 32), 0.89). Eight keep the step grid's compare under
+      ten minutes;
     - ``repeat = (10, 25, 0.4)``: 10 to 25 samples per process, at most 0.4 s, so the
       processes weigh about the same and the step grid compares two commits, interleaved, in
       under ten minutes on two cores (the process start, not the timing, is most of the cost);
     - ``warmup_time``: short, ``setup`` has already warmed up (compiled) the point.
     """
 
-    rounds = 6
+    rounds = 8
     repeat = (10, 25, 0.4)
     warmup_time = 0.05
     timeout = 300
