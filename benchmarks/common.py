@@ -66,13 +66,14 @@ class StepTiming:
     pools waking up, memory layout) inside the samples:
 
     - ``rounds = 8``: each round is a new process per point; asv pools the samples of all
-      rounds. On the 2-core CI VM about one benchmark process in twenty runs 15-75% slow as a
-      whole (all its samples; the shared machine, not the code), and a point is falsely
+      rounds. On the 2-core CI VM one benchmark process in ten to twenty runs 15-100% slow as
+      a whole (all its samples; the shared machine, not the code), and a point is falsely
       flagged when half of one commit's processes are such (``scripts/asv_acceptance.py aa``
       prints each commit's samples round by round). With one round a single process decided a
       point; with four, two slow processes of a point did (A/A runs at 16ffdc5 and 2cc961c);
-      with six, three (976f501: numpy (4, 32), 0.89). Eight keep the step grid's compare under
-      ten minutes;
+      with six, three (976f501: numpy (4, 32), 0.89); with eight, four still did in one of
+      three A/A compares (469a154: numba_parallel (1, 1), 0.84). Eight is as many as keep the
+      step grid's compare under ten minutes (8.6-9.2 min); docs/measurements.md has the runs;
     - ``repeat = (10, 25, 0.4)``: 10 to 25 samples per process, at most 0.4 s, so the
       processes weigh about the same and the step grid compares two commits, interleaved, in
       under ten minutes on two cores (the process start, not the timing, is most of the cost);

@@ -5,6 +5,8 @@
                                                           # must flag numba there, nothing else
     python scripts/asv_acceptance.py aa --runs 1 --bench 'TimeStep.time_step' --asv-arg=-a \\
         --asv-arg=rounds=2                                # a quicker, rougher try
+    python scripts/asv_acceptance.py slow [FOLDER ...]    # how often a whole benchmark process
+                                                          # ran slow in the kept A/A runs
 
 Each run makes a throwaway clone of this checkout's HEAD in a temporary folder with one more
 commit on top (``aa``: a comment added to ``bpbench/bench/points.py``; ``planted``:
@@ -150,6 +152,59 @@ def sample_medians(kept, bench, commits, slices=4):
     return sorted(found, key=lambda item: [c[:8] for c in commits].index(item[0][:8]))
 
 
+def process_medians(kept, bench=f"bench_step.{DEFAULT_BENCH}"):
+    """[[median of each benchmark process's samples]] per (commit, point) in a kept folder.
+
+    asv appends each round's samples to the previous rounds'; only points where every process
+    took the same, largest number of samples (``StepTiming.repeat``'s 25) can be cut back into
+    processes exactly, so the others (the slowest points, capped by time) are left out."""
+    per_round = 25
+    found = []
+    for path in sorted(glob.glob(os.path.join(kept, "*", "*.json"))):
+        with open(path) as f:
+            data = json.load(f)
+        if bench not in data.get("results", {}):
+            continue
+        # asv leaves trailing columns out of a row when they are empty: not strict
+        result = dict(zip(data["result_columns"], data["results"][bench], strict=False))
+        for samples in result.get("samples") or []:
+            if samples and len(samples) % per_round == 0 and len(samples) > per_round:
+                found.append([statistics.median(samples[i:i + per_round])
+                              for i in range(0, len(samples), per_round)])
+    return found
+
+
+def slow_processes(folders, threshold=1.15):
+    """How often a whole benchmark process runs slow, from kept A/A runs, and what that rate
+    would mean for false alarms if slow processes came independently (they come in bursts, so
+    the real rates are higher). Prints; returns the rate."""
+    from scipy.stats import binom
+
+    ratios, groups, runs = [], 0, 0
+    for folder in folders:
+        medians = process_medians(folder)
+        runs += bool(medians)
+        groups += len(medians)
+        for processes in medians:
+            mid = statistics.median(processes)
+            ratios += [m / mid for m in processes]
+    if not ratios:
+        sys.exit("no kept results with whole rounds in " + " ".join(folders))
+    slow = sorted(r for r in ratios if r >= threshold)
+    rate = len(slow) / len(ratios)
+    print(f"{len(slow)} of {len(ratios)} benchmark processes ({rate:.1%}) ran >= "
+          f"{threshold:g}x their point's median ({len(folders)} folders, {groups} "
+          f"commit-points): {', '.join(f'{r:.2f}' for r in slow)}")
+    per_compare = max(1, round(groups / max(1, runs)))
+    for rounds in (4, 6, 8, 10):
+        half = rounds // 2
+        one = binom.sf(half - 1, rounds, rate)  # P(at least half of a commit's processes slow)
+        some = 1 - (1 - one) ** per_compare
+        print(f"  {rounds} rounds: P(>= {half} of {rounds} slow) = {one:.4f} per commit-point; "
+              f"some of {per_compare} commit-points in a compare: {some:.0%}")
+    return rate
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("aa", "planted"))
@@ -213,4 +268,8 @@ def main(argv=None):
 
 if __name__ == "__main__":
     os.makedirs(os.path.join(ROOT, "results", "local"), exist_ok=True)
+    if sys.argv[1:2] == ["slow"]:
+        slow_processes(sys.argv[2:] or sorted(glob.glob(
+            os.path.join(ROOT, "results", "local", "acceptance-aa-*[0-9]"))))
+        sys.exit(0)
     sys.exit(main())
