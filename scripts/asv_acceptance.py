@@ -21,10 +21,10 @@ reused; results go to the temporary folder), and reports what asv flagged ("+": 
 faster), whether that is what the acceptance expects, and how long the compare took. Exit
 status 0 when every run met the expectation. Nothing in this checkout is changed: the logs and
 asv's result files of each run (every sample of both commits) go to ``results/local/``, which
-git ignores, and each flagged point is printed with the medians of its samples in time order (a
-slice far from the others is one unlucky benchmark process, not the code). Each run prints the
-load average around it: a load above the core count means other processes shared the cores, and
-the run says little about the suite.
+git ignores, and each flagged point is printed with the median of each of its benchmark processes,
+in the order they ran (one far from the others is one unlucky process, not the code). Each run
+prints the load average around it: a load above the core count means other processes shared the
+cores, and the run says little about the suite.
 """
 
 from __future__ import annotations
@@ -126,40 +126,14 @@ def keep_results(tmp, name):
     return dest
 
 
-def sample_medians(kept, bench, commits, slices=4):
-    """[(commit, [median of each slice])] of one flagged point (``bench`` as asv prints it,
-    ``module.Class.method(params)``): each commit's samples cut into ``slices`` consecutive
-    slices. With ``--interleave-rounds`` the samples are appended round after round, so the
-    slices are roughly the rounds: a slice far from the others is one unlucky process."""
-    name, _, params = bench.partition("(")
-    wanted = tuple(p.strip() for p in params.rstrip(")").split(","))
-    found = []
-    for path in glob.glob(os.path.join(kept, "*", "*.json")):
-        with open(path) as f:
-            data = json.load(f)
-        commit = data.get("commit_hash", "")
-        if commit[:8] not in {c[:8] for c in commits} or name not in data.get("results", {}):
-            continue
-        # asv leaves trailing columns out of a row when they are empty: not strict
-        result = dict(zip(data["result_columns"], data["results"][name], strict=False))
-        combos = list(itertools.product(*result["params"]))
-        if wanted not in combos or not result.get("samples"):
-            continue
-        samples = result["samples"][combos.index(wanted)] or []
-        size = max(1, -(-len(samples) // slices))
-        found.append((commit, [statistics.median(samples[i:i + size])
-                               for i in range(0, len(samples), size)]))
-    return sorted(found, key=lambda item: [c[:8] for c in commits].index(item[0][:8]))
+#: samples one benchmark process takes when time does not cap it (``StepTiming.repeat``'s most)
+PER_PROCESS = 25
 
 
-def process_medians(kept, bench=f"bench_step.{DEFAULT_BENCH}"):
-    """[[median of each benchmark process's samples]] per (commit, point) in a kept folder.
-
-    asv appends each round's samples to the previous rounds'; only points where every process
-    took the same, largest number of samples (``StepTiming.repeat``'s 25) can be cut back into
-    processes exactly, so the others (the slowest points, capped by time) are left out."""
-    per_round = 25
-    found = []
+def kept_samples(kept, bench):
+    """``(commit, params, samples)`` for every point of ``bench`` (``module.Class.method``) in
+    the result files kept in folder ``kept``; ``params`` as asv prints them (``("'numba'", "4",
+    "1")``), ``samples`` in the order asv took them (round after round)."""
     for path in sorted(glob.glob(os.path.join(kept, "*", "*.json"))):
         with open(path) as f:
             data = json.load(f)
@@ -167,11 +141,47 @@ def process_medians(kept, bench=f"bench_step.{DEFAULT_BENCH}"):
             continue
         # asv leaves trailing columns out of a row when they are empty: not strict
         result = dict(zip(data["result_columns"], data["results"][bench], strict=False))
-        for samples in result.get("samples") or []:
-            if samples and len(samples) % per_round == 0 and len(samples) > per_round:
-                found.append([statistics.median(samples[i:i + per_round])
-                              for i in range(0, len(samples), per_round)])
-    return found
+        if not result.get("samples"):  # asv run without --record-samples
+            continue
+        for params, samples in zip(itertools.product(*result["params"]), result["samples"],
+                                   strict=True):
+            if samples:
+                yield data.get("commit_hash", ""), params, samples
+
+
+def per_process(samples):
+    """The median of each benchmark process's samples, or None where the processes cannot be
+    told apart: asv appends each round's samples to the previous rounds', and only a point
+    whose every process took the full :data:`PER_PROCESS` samples (not capped by time) cuts
+    back into processes exactly."""
+    if len(samples) % PER_PROCESS or len(samples) <= PER_PROCESS:
+        return None
+    return [statistics.median(samples[i:i + PER_PROCESS])
+            for i in range(0, len(samples), PER_PROCESS)]
+
+
+def flagged_medians(kept, bench, commits, slices=4):
+    """[(commit, what, [medians])] of one flagged point (``bench`` as asv prints it,
+    ``module.Class.method(params)``), in the order of ``commits``: the median of each
+    benchmark process where they can be told apart (:func:`per_process`), else of ``slices``
+    consecutive slices of the samples (roughly the rounds). A process far from the others is
+    one unlucky process, not the code."""
+    name, _, params = bench.partition("(")
+    wanted = tuple(p.strip() for p in params.rstrip(")").split(","))
+    prefixes = [c[:8] for c in commits]
+    found = []
+    for commit, point, samples in kept_samples(kept, name):
+        if point != wanted or commit[:8] not in prefixes:
+            continue
+        medians = per_process(samples)
+        if medians is not None:
+            found.append((commit, "per benchmark process", medians))
+        else:
+            size = max(1, -(-len(samples) // slices))
+            found.append((commit, f"{slices} slices of the samples in time order",
+                          [statistics.median(samples[i:i + size])
+                           for i in range(0, len(samples), size)]))
+    return sorted(found, key=lambda item: prefixes.index(item[0][:8]))
 
 
 def slow_processes(folders, threshold=1.15):
@@ -182,12 +192,13 @@ def slow_processes(folders, threshold=1.15):
 
     ratios, groups, runs = [], 0, 0
     for folder in folders:
-        medians = process_medians(folder)
-        runs += bool(medians)
-        groups += len(medians)
-        for processes in medians:
-            mid = statistics.median(processes)
-            ratios += [m / mid for m in processes]
+        points = [m for m in (per_process(samples) for _, _, samples in
+                              kept_samples(folder, f"bench_step.{DEFAULT_BENCH}")) if m]
+        runs += bool(points)
+        groups += len(points)
+        for medians in points:
+            mid = statistics.median(medians)
+            ratios += [m / mid for m in medians]
     if not ratios:
         sys.exit("no kept results with whole rounds in " + " ".join(folders))
     slow = sorted(r for r in ratios if r >= threshold)
@@ -207,13 +218,21 @@ def slow_processes(folders, threshold=1.15):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("aa", "planted"))
+    parser.add_argument("kind", choices=("aa", "planted", "slow"))
+    parser.add_argument("folders", nargs="*",
+                        help="slow: folders of kept runs (default: results/local/acceptance-aa-N)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--bench", default=DEFAULT_BENCH)
     parser.add_argument("--factor", default="1.1")
     parser.add_argument("--asv-arg", action="append", default=[],
                         help="extra asv continuous argument (repeatable)")
     args = parser.parse_args(argv)
+    if args.kind == "slow":
+        slow_processes(args.folders or sorted(glob.glob(
+            os.path.join(ROOT, "results", "local", "acceptance-aa-*[0-9]"))))
+        return 0
+    if args.folders:
+        parser.error("folders are for 'slow' only")
 
     name = machine.register()
     conf = asv_tools.load_conf()
@@ -256,9 +275,9 @@ def main(argv=None):
                   f"{minutes:.1f} min; {load}", flush=True)
             for sign, ratio, bench in rows:
                 print(f"    {sign} {ratio:>6} {bench}")
-                for commit, medians in sample_medians(kept, bench, (a, b)):
+                for commit, what, medians in flagged_medians(kept, bench, (a, b)):
                     print(f"        {commit[:8]}: " + ", ".join(f"{m * 1e6:.4g}" for m in medians)
-                          + " us (medians of the samples in time order, in 4 slices)")
+                          + f" us (medians {what})")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"{sum(results)} of {len(results)} {args.kind} runs as expected "
@@ -268,8 +287,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     os.makedirs(os.path.join(ROOT, "results", "local"), exist_ok=True)
-    if sys.argv[1:2] == ["slow"]:
-        slow_processes(sys.argv[2:] or sorted(glob.glob(
-            os.path.join(ROOT, "results", "local", "acceptance-aa-*[0-9]"))))
-        sys.exit(0)
     sys.exit(main())

@@ -1,6 +1,6 @@
 """Where should a one-thread benchmark process run? Fresh processes, placed three ways, compared.
 
-    python scripts/cpu_placement.py                 # 30 rounds: ~360 processes, ~8 min on 2 cores
+    python scripts/cpu_placement.py                 # 30 rounds: 360 processes, ~9 min on 2 cores
     python scripts/cpu_placement.py --rounds 5 --placements none,last
 
 The asv suite runs every point in fresh one-thread processes and pools their samples, so what
