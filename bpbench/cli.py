@@ -231,7 +231,10 @@ def build_parser():
     p.set_defaults(func=asv_tools.run_noise)
 
     p = sub.add_parser("asv", help="run asv under this machine's name (registers it, adds "
-                       "--machine): bpbench asv run ..., bpbench asv continuous ...")
+                       "--machine): bpbench asv run ..., bpbench asv continuous ... (whose "
+                       "flags are confirmed by a second pass over the flagged points)")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="asv continuous: no confirmation pass, asv's own verdict")
     p.add_argument("asv_args", nargs=argparse.REMAINDER, help="asv's command and options")
     p.set_defaults(func=asv_tools.run_asv)
     return parser

@@ -17,13 +17,18 @@ two commits,
     bpbench asv continuous --interleave-rounds --factor 1.1 -b '<bench>' A B
 
 against that clone (the benchmark environment is this checkout's ``.asv/env``, built once and
-reused; results go to the temporary folder), and reports what asv flagged ("+": slower, "-":
-faster), whether that is what the acceptance expects, and how long the compare took. Exit
-status 0 when every run met the expectation. Nothing in this checkout is changed: the logs and
-asv's result files of each run (every sample of both commits) go to ``results/local/``, which
-git ignores, and each flagged point is printed with the median of each of its benchmark processes,
-in the order they ran (one far from the others is one unlucky process, not the code). Each run
-prints the load average around it: a load above the core count means other processes shared the
+reused; results go to the temporary folder). Like that command it confirms asv's flags with a
+second pass over the flagged points (:mod:`bpbench.bench.continuous`): a flag stands only if
+fresh processes raise it again. It reports what each pass flagged ("+": slower, "-": faster),
+judges the flags that stand against what the acceptance expects, and says how long the compare
+took (both passes). Exit status 0 when every run met the expectation.
+
+Nothing in this checkout is changed: the logs and asv's result files of each run (every sample
+of both commits) go to ``results/local/``, which git ignores (the first pass's in
+``...-first/`` when a second pass ran, since the second overwrites the samples of its points).
+Each flagged point is printed with the median of each of its benchmark processes, in the order
+they ran (one far from the others is one unlucky process, not the code). Each run prints the
+load average around it: a load above the core count means other processes shared the
 cores, and the run says little about the suite.
 """
 
@@ -45,7 +50,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bpbench.bench import asv_tools, machine  # noqa: E402
+from bpbench.bench import asv_tools, continuous, machine  # noqa: E402
 
 DEFAULT_BENCH = "TimeStep.time_step"
 SLOWDOWN = 0.3
@@ -87,18 +92,6 @@ def make_clone(kind, where):
             f.write(PLANT)
     git(where, "commit", "--quiet", "-am", f"acceptance: {kind}")
     return base, git(where, "rev-parse", "HEAD")
-
-
-def flagged(output):
-    """[(sign, ratio, benchmark)] of the changed rows ("+" slower, "-" faster) of the tables
-    ``asv continuous`` prints (tabulate's "github" format: ``| + | before | after | ratio |
-    benchmark (params) |``)."""
-    rows = []
-    for line in output.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.lstrip().startswith("|") and len(cells) == 5 and cells[0] in ("+", "-"):
-            rows.append((cells[0], cells[3], cells[4]))
-    return rows
 
 
 def judge(kind, rows):
@@ -253,31 +246,41 @@ def main(argv=None):
                         "--machine", name, "--interleave-rounds", "--factor", args.factor,
                         "-b", args.bench, *args.asv_arg, a, b]
             print(f"run {run}/{args.runs} ({args.kind}): asv continuous {a[:8]} {b[:8]} "
-                  f"{' '.join(argv_asv[5:-2])}", flush=True)
+                  f"{' '.join(argv_asv[6:-2])}", flush=True)
             t0 = time.perf_counter()
             load_before = os.getloadavg()[0]
-            out = subprocess.run(argv_asv, cwd=tmp, env=asv_tools.asv_env(),
-                                 capture_output=True, text=True, check=False)
+            label = f"acceptance-{args.kind}-{run}"
+            outcome = continuous.run(
+                argv_asv[:5], argv_asv[5:], env=asv_tools.asv_env(), cwd=tmp, echo=False,
+                between=lambda label=label, tmp=tmp: keep_results(tmp, label + "-first"))
             minutes = (time.perf_counter() - t0) / 60
             load = f"load average {load_before:.1f} before, {os.getloadavg()[1]:.1f} over the " \
                    f"last 5 min after ({os.cpu_count()} cores)"
-            text = out.stdout + out.stderr
-            with open(os.path.join(ROOT, "results", "local",
-                                   f"acceptance-{args.kind}-{run}.log"), "w") as f:
-                f.write(text)
-            rows = flagged(text)
+            text = outcome.output
+            with open(os.path.join(ROOT, "results", "local", label + ".log"), "w") as f:
+                f.write(text + "\n".join(continuous.summary(outcome)) + "\n")
+            rows = [(row.mark, row.ratio, row.name) for row in outcome.kept]
             ok, why = judge(args.kind, rows)
-            kept = keep_results(tmp, f"acceptance-{args.kind}-{run}")
-            if "Traceback" in text or out.returncode not in (0, 1):
-                ok, why = False, f"asv failed (exit {out.returncode}); see the log"
+            kept = keep_results(tmp, label)
+            first = os.path.join(ROOT, "results", "local", label + "-first")
+            if not outcome.second:
+                shutil.rmtree(first, ignore_errors=True)  # no second pass: no stale copy
+            if "Traceback" in text or outcome.returncode not in (0, 1):
+                ok, why = False, f"asv failed (exit {outcome.returncode}); see the log"
             results.append(ok)
-            print(f"  {'PASS' if ok else 'FAIL'}: {why}; asv exit {out.returncode}; "
+            print(f"  {'PASS' if ok else 'FAIL'}: {why}; exit {outcome.returncode}; "
                   f"{minutes:.1f} min; {load}", flush=True)
-            for sign, ratio, bench in rows:
-                print(f"    {sign} {ratio:>6} {bench}")
-                for commit, what, medians in flagged_medians(kept, bench, (a, b)):
-                    print(f"        {commit[:8]}: " + ", ".join(f"{m * 1e6:.4g}" for m in medians)
-                          + f" us (medians {what})")
+            for title, found, folder in (
+                    ("first pass flagged", outcome.first, first if outcome.second else kept),
+                    ("second pass confirmed", outcome.kept if outcome.second else [], kept)):
+                if found:
+                    print(f"    {title} {len(found)}:")
+                for row in found:
+                    print(f"      {row.mark} {row.ratio:>6} {row.name}")
+                    for commit, what, medians in flagged_medians(folder, row.name, (a, b)):
+                        print(f"          {commit[:8]}: "
+                              + ", ".join(f"{m * 1e6:.4g}" for m in medians)
+                              + f" us (medians {what})")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"{sum(results)} of {len(results)} {args.kind} runs as expected "

@@ -3,7 +3,9 @@
 ``bpbench asv ARGS...`` runs ``python -m asv ARGS...`` after registering this machine
 (:func:`bpbench.bench.machine.register`: the name is derived from the hardware) and adds
 ``--machine <name>`` to the asv commands that take one, so results land under the right name
-without anyone typing it. The benchmark processes get ``PYTHONHASHSEED=0`` and
+without anyone typing it. ``bpbench asv continuous`` confirms asv's flags with a second pass over
+the flagged points (:mod:`bpbench.bench.continuous`; ``bpbench asv --no-confirm continuous``
+runs asv alone). The benchmark processes get ``PYTHONHASHSEED=0`` and
 ``BPBENCH_THREADS=1`` from ``asv.conf.json`` (``matrix.env_nobuild``, which takes precedence
 over the caller's environment: the same in every round and commit; the reason for one thread is
 in that file). The asv process itself gets the run's thread count (``BPBENCH_THREADS``,
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import engine, machine
+from . import continuous, engine, machine
 from . import threads as pools
 
 #: the repository root (asv.conf.json, benchmarks/)
@@ -70,9 +72,16 @@ def run_asv(args):
         raise ValueError("asv_args: give an asv command, e.g. `bpbench asv run --python=same`")
     name = machine.register()
     argv = [sys.executable, "-m", "asv", *asv_argv(asv_args, name)]
-    print(f"bpbench asv: machine {name}, {pools.resolve()} threads: {' '.join(argv[2:])}",
+    confirm = argv[3] == "continuous" and not getattr(args, "no_confirm", False)
+    print(f"bpbench asv: machine {name}, {pools.resolve()} threads"
+          f"{', flags confirmed by a second pass' if confirm else ''}: {' '.join(argv[2:])}",
           flush=True)
-    return subprocess.run(argv, cwd=ROOT, env=asv_env(), check=False).returncode
+    if not confirm:
+        return subprocess.run(argv, cwd=ROOT, env=asv_env(), check=False).returncode
+    outcome = continuous.run(argv[:3], argv[3:], env=asv_env(), cwd=ROOT)
+    for line in continuous.summary(outcome):
+        print(line)
+    return outcome.returncode
 
 
 def load_conf(path=None):
