@@ -141,7 +141,9 @@ def test_only_faster_flags_are_confirmed_too_and_keep_exit_zero():
 
 def test_no_second_pass_when_nothing_is_flagged_or_asv_failed_or_only_failures():
     for first in [(0, table()), (2, "Traceback: asv broke"),
-                  (1, table(("!", "n/a", point("numba", 1, 1))))]:
+                  (1, table(("!", "n/a", point("numba", 1, 1)))),
+                  # asv says "decreased", its table shows nothing slower: asv's verdict stands
+                  (1, table(("-", "0.8", point("numba", 1, 1))))]:
         asv = FakeAsv(first)
         outcome = continuous.run(["asv"], ARGS, runner=asv, echo=False)
         assert len(asv.calls) == 1 and outcome.returncode == first[0]
@@ -157,6 +159,7 @@ def test_a_failed_second_pass_keeps_the_first_verdict():
     asv = FakeAsv((1, table(("+", "1.3", point("numba", 1, 1)))), (2, "Traceback"))
     outcome = continuous.run(["asv"], ARGS, runner=asv, echo=False)
     assert outcome.returncode == 1 and [r.mark for r in outcome.kept] == ["+"]
+    assert "confirmation pass failed (exit 2)" in "\n".join(continuous.summary(outcome))
 
 
 def test_the_wrapper_confirms_continuous_unless_told_not_to(monkeypatch):

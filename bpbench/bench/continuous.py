@@ -110,7 +110,8 @@ def run_pass(argv, env=None, cwd=None, echo=True):
     """Run one asv command, its output shown as it comes (``echo``) and kept; (exit, output)."""
     lines = []
     with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+                          stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+                          errors="replace", bufsize=1) as proc:
         for line in proc.stdout:
             lines.append(line)
             if echo:
@@ -135,6 +136,8 @@ class Outcome:
     dropped: list
     #: the whole output of both passes
     output: str
+    #: why the first pass's verdict stands unconfirmed, if it does
+    note: str = ""
 
 
 def judge(first, second):
@@ -168,8 +171,10 @@ def run(prefix, args, env=None, cwd=None, echo=True, between=None, runner=run_pa
         # asv failed (nothing to confirm), or it flagged nothing a rerun could undo
         return Outcome(code, first, [], first, [], out)
     if code == 1 and not any(row.mark in (SLOWER, FAILS) for row in first):
-        # asv said "decreased" but its table could not be read: its verdict stands
-        return Outcome(code, first, [], first, [], out)
+        # asv said "decreased" but no row of its table says so: its verdict stands
+        return Outcome(code, first, [], first, [], out,
+                       note="asv reported a decrease that its table does not show: its "
+                            "verdict stands, unconfirmed")
     if between is not None:
         between()
     say = (f"\nbpbench: confirmation pass: {len(noisy)} flagged point(s) run again in fresh "
@@ -181,7 +186,9 @@ def run(prefix, args, env=None, cwd=None, echo=True, between=None, runner=run_pa
     output = out + say + out2
     if code2 not in (0, 1):
         # the confirmation itself failed: keep the first pass's verdict, say so
-        return Outcome(code, first, [], first, [], output)
+        return Outcome(code, first, [], first, [], output,
+                       note=f"the confirmation pass failed (exit {code2}): asv's first "
+                            "verdict stands, unconfirmed")
     second = table_rows(out2)
     kept, dropped = judge(first, second)
     code = 1 if any(row.mark in (SLOWER, FAILS) for row in kept) else 0
@@ -192,6 +199,8 @@ def summary(outcome):
     """The verdict of a compare with confirmation, as lines of text."""
     if not outcome.first:
         return []
+    if outcome.note:
+        return ["", f"bpbench: {outcome.note}"]
     lines = ["", "bpbench: after the confirmation pass"]
     for title, rows in (("flags that stand", outcome.kept),
                         ("flags that did not come back (noise)", outcome.dropped)):
