@@ -16,9 +16,10 @@ A flag is kept only where the second pass flags the same point the same way. A b
 started or stopped failing (``!``, ``*``) is kept without a rerun: that is not noise. The exit
 status follows asv continuous: 1 when a confirmed point got slower or a benchmark started to fail.
 
-Cost: the second pass runs only when something was flagged, and only the flagged points, so an
-A/A compare that flags nothing costs what plain asv costs, and a flagged point adds its own
-rounds once more (about 15 s per point for the step grid on a 2-core machine).
+Cost: the second pass runs only when something was flagged, and only the flagged points, so a
+compare that flags nothing costs what plain asv costs; one that does installs both commits once
+more and runs the flagged points' rounds again (1.3 min for 4 points, 2.0 min for 6, on a
+2-core machine; docs/measurements.md).
 
 ``bpbench asv continuous ...`` uses this; ``bpbench asv --no-confirm continuous ...`` runs plain
 asv. ``scripts/asv_acceptance.py`` calls :func:`run` with its own asv configuration.
