@@ -263,7 +263,8 @@ def main(argv=None):
             ok, why = judge(args.kind, rows)
             kept = keep_results(tmp, label)
             first = os.path.join(ROOT, "results", "local", label + "-first")
-            if not outcome.second:
+            confirmed = outcome.second is not None  # a second pass ran
+            if not confirmed:
                 shutil.rmtree(first, ignore_errors=True)  # no second pass: no stale copy
             if "Traceback" in text or outcome.returncode not in (0, 1):
                 ok, why = False, f"asv failed (exit {outcome.returncode}); see the log"
@@ -271,8 +272,8 @@ def main(argv=None):
             print(f"  {'PASS' if ok else 'FAIL'}: {why}; exit {outcome.returncode}; "
                   f"{minutes:.1f} min; {load}", flush=True)
             for title, found, folder in (
-                    ("first pass flagged", outcome.first, first if outcome.second else kept),
-                    ("second pass confirmed", outcome.kept if outcome.second else [], kept)):
+                    ("first pass flagged", outcome.first, first if confirmed else kept),
+                    ("second pass confirmed", outcome.kept if confirmed else [], kept)):
                 if found:
                     print(f"    {title} {len(found)}:")
                 for row in found:

@@ -128,6 +128,7 @@ def test_flags_that_do_not_come_back_leave_a_clean_verdict():
     asv = FakeAsv((1, table(("+", "1.52", point("numpy", 1, 1)))), (0, table()))
     outcome = continuous.run(["asv"], ARGS, runner=asv, echo=False)
     assert outcome.returncode == 0 and not outcome.kept and len(outcome.dropped) == 1
+    assert outcome.second == []  # it ran, and flagged nothing
     assert "NOT SIGNIFICANTLY CHANGED" in "\n".join(continuous.summary(outcome))
 
 
@@ -147,6 +148,7 @@ def test_no_second_pass_when_nothing_is_flagged_or_asv_failed_or_only_failures()
         asv = FakeAsv(first)
         outcome = continuous.run(["asv"], ARGS, runner=asv, echo=False)
         assert len(asv.calls) == 1 and outcome.returncode == first[0]
+        assert outcome.second is None
     # a failure is kept without a rerun, beside a slower flag that is rerun
     asv = FakeAsv((1, table(("!", "n/a", point("numba", 1, 1)),
                             ("+", "1.2", point("numpy", 1, 1)))), (0, table()))

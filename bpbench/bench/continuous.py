@@ -129,8 +129,9 @@ class Outcome:
     returncode: int
     #: the flagged rows of the first pass
     first: list
-    #: the rows of the second pass (empty when nothing needed confirming)
-    second: list
+    #: the rows of the second pass; None when no second pass ran (nothing to confirm, or asv
+    #: failed), empty when it ran and flagged nothing
+    second: list | None
     #: flags that stand: confirmed "+"/"-" (the second pass's row) and every "!"/"*"
     kept: list
     #: first-pass "+"/"-" flags the second pass did not raise again (the first pass's row)
@@ -170,10 +171,10 @@ def run(prefix, args, env=None, cwd=None, echo=True, between=None, runner=run_pa
     noisy = [row for row in first if row.mark in NOISY]
     if code not in (0, 1) or not noisy:
         # asv failed (nothing to confirm), or it flagged nothing a rerun could undo
-        return Outcome(code, first, [], first, [], out)
+        return Outcome(code, first, None, first, [], out)
     if code == 1 and not any(row.mark in (SLOWER, FAILS) for row in first):
         # asv said "decreased" but no row of its table says so: its verdict stands
-        return Outcome(code, first, [], first, [], out,
+        return Outcome(code, first, None, first, [], out,
                        note="asv reported a decrease that its table does not show: its "
                             "verdict stands, unconfirmed")
     if between is not None:
@@ -187,7 +188,7 @@ def run(prefix, args, env=None, cwd=None, echo=True, between=None, runner=run_pa
     output = out + say + out2
     if code2 not in (0, 1):
         # the confirmation itself failed: keep the first pass's verdict, say so
-        return Outcome(code, first, [], first, [], output,
+        return Outcome(code, first, None, first, [], output,
                        note=f"the confirmation pass failed (exit {code2}): asv's first "
                             "verdict stands, unconfirmed")
     second = table_rows(out2)
