@@ -54,6 +54,9 @@ def test_table_rows_reads_asv_output_marks_and_names():
     ]
     assert [r.mark for r in continuous.flagged(rows)] == ["+", "-", "!"]
     assert continuous.table_rows("no table here\n| a | b |\n") == []
+    # "x": not comparable (the benchmark's version changed), not a change
+    rows = continuous.table_rows(table(("x", "1.50", point("numba", 1, 1))))
+    assert len(rows) == 1 and continuous.flagged(rows) == []
 
 
 @pytest.mark.parametrize("name", [point("numba", 1, 1), point("numba_parallel", 4, 32),
@@ -138,6 +141,7 @@ def test_only_faster_flags_are_confirmed_too_and_keep_exit_zero():
     outcome = continuous.run(["asv"], ARGS, runner=asv, echo=False)
     assert outcome.returncode == 0 and [r.mark for r in outcome.kept] == ["-"]
     assert len(asv.calls) == 2
+    assert "PERFORMANCE INCREASED (confirmed)" in "\n".join(continuous.summary(outcome))
 
 
 def test_no_second_pass_when_nothing_is_flagged_or_asv_failed_or_only_failures():

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 SLOWER, FASTER, FAILS, FIXED = "+", "-", "!", "*"
 #: the marks a second pass confirms; the others are not noise and stand as they are
 NOISY = (SLOWER, FASTER)
+#: every mark of a change ("x", not comparable: the benchmark's version differs, is none)
+CHANGES = (SLOWER, FASTER, FAILS, FIXED)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,8 @@ def table_rows(output):
 
 
 def flagged(rows):
-    """The rows asv marked as changed (any mark), in its order."""
-    return [row for row in rows if row.mark]
+    """The rows asv marked as changed (:data:`CHANGES`), in its order."""
+    return [row for row in rows if row.mark in CHANGES]
 
 
 def point_regex(name):
@@ -210,7 +212,7 @@ def summary(outcome):
         lines += [f"    {row.mark} {row.ratio:>7} {row.name}" for row in rows]
     if any(row.mark in (SLOWER, FAILS) for row in outcome.kept):
         lines.append("PERFORMANCE DECREASED (confirmed).")
-    elif outcome.kept:
+    elif any(row.mark in (FASTER, FIXED) for row in outcome.kept):
         lines.append("PERFORMANCE INCREASED (confirmed).")
     else:
         lines.append("BENCHMARKS NOT SIGNIFICANTLY CHANGED (no flag came back).")
