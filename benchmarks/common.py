@@ -73,7 +73,9 @@ class StepTiming:
       point; with four, two slow processes of a point did (A/A runs at 16ffdc5 and 2cc961c);
       with six, three (976f501: numpy (4, 32), 0.89); with eight, four still did in one of
       three A/A compares (469a154: numba_parallel (1, 1), 0.84). Eight is as many as keep the
-      step grid's compare under ten minutes (8.6-9.2 min); docs/measurements.md has the runs;
+      step grid's compare under ten minutes (8.5-9.3 min). What eight rounds leave, the second
+      pass of ``bpbench asv continuous`` (:mod:`bpbench.bench.continuous`) drops: a flag
+      stands only if fresh processes raise it again. docs/measurements.md has the runs;
     - ``repeat = (10, 25, 0.4)``: 10 to 25 samples per process, at most 0.4 s, so the
       processes weigh about the same and the step grid compares two commits, interleaved, in
       under ten minutes on two cores (the process start, not the timing, is most of the cost);

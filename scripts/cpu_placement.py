@@ -21,7 +21,7 @@ table gives, per placement, how many processes ran >= 10% and >= 30% slower than
 median over every process, and the 90th percentile of those ratios. Rows go to
 ``results/local/cpu_placement.csv`` (git-ignored), with each process's round, so bursts of
 slow processes show up as rounds. Run it on an otherwise idle machine. What it found is in
-docs/measurements.md ("Where the slow processes come from").
+docs/measurements.md ("Where the false alarms come from").
 """
 
 from __future__ import annotations

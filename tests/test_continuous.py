@@ -188,3 +188,10 @@ def test_the_wrapper_confirms_continuous_unless_told_not_to(monkeypatch):
     asv_tools.run_asv(argparse.Namespace(asv_args=["run", "--quick"], no_confirm=False))
     assert seen.pop()[0] == "plain"
     assert re.search("confirm", asv_tools.__doc__)
+    # the option is bpbench's, before asv's command; asv's own options pass through untouched
+    from bpbench.cli import build_parser
+
+    parsed = build_parser().parse_args(["asv", "--no-confirm", "continuous", "-b", "X", "A", "B"])
+    assert parsed.no_confirm and parsed.asv_args == ["continuous", "-b", "X", "A", "B"]
+    parsed = build_parser().parse_args(["asv", "continuous", "--factor", "1.1", "A", "B"])
+    assert not parsed.no_confirm and parsed.asv_args == ["continuous", "--factor", "1.1", "A", "B"]
